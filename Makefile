@@ -1,0 +1,40 @@
+# Odyssey — the user's front door. `make help` lists the targets.
+PYTHON ?= python3.11
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: help setup test test-slow test-all lint bench clean
+
+help:
+	@echo "make setup      create $(VENV), install $(TORCH) then odyssey (TORCH=... to choose another build)"
+	@echo "make test       run the default (fast) test suite, setting up first if needed"
+	@echo "make test-slow  run the slow end-to-end tests"
+	@echo "make lint       ruff"
+	@echo "make bench      speed benchmarks (results/bench/)"
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11+"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install "$(TORCH)"
+	$(PY) -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
+
+test-all: $(STAMP)
+	$(PY) -m pytest -m "slow or not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check odyssey tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,34 @@
+"""The recurrent cells of DESIGN §2 and the one way to build a layer from them."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .layer import IMPLS, RecurrentLayer
+from .variants import LSTM_FAMILY, SPECS, VARIANTS, VariantSpec, canonical, parameter_count, spec
+
+__all__ = [
+    "VARIANTS", "LSTM_FAMILY", "SPECS", "VariantSpec", "RecurrentLayer", "build_layer",
+    "canonical", "parameter_count", "spec", "IMPLS",
+]
+
+
+def build_layer(variant: str, input_size: int, hidden_size: int, *, bidirectional: bool = False,
+                forget_bias: float = 0.0, init_std: float = 0.1,
+                impl: str = "auto") -> nn.Module:
+    """A recurrent layer of `variant` (case-insensitive name from VARIANTS).
+
+    Call it as `layer(x, lengths=None)` with x time-major (T, B, I); it returns (T, B, H),
+    or (T, B, 2H) when bidirectional, with zeros at padded steps. `impl` picks the kernel:
+    "auto" (the fastest available) or "reference" (the readable per-step loop).
+    """
+    s = spec(variant)
+    if impl not in IMPLS:
+        raise ValueError(f"unknown impl {impl!r}; expected one of {', '.join(IMPLS)}")
+    for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if init_std < 0:
+        raise ValueError(f"init_std must be >= 0, got {init_std}")
+    return RecurrentLayer(s, input_size, hidden_size, bidirectional=bidirectional,
+                          forget_bias=forget_bias, init_std=init_std, impl=impl)

@@ -1,0 +1,155 @@
+"""Recurrent layers built from the cells: parameters, initialisation, lengths, directions."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from . import reference
+from .variants import VariantSpec, parameter_count
+
+IMPLS = ("auto", "reference")
+
+
+class LSTMFamilyCell(nn.Module):
+    """Parameters of one direction of an LSTM-family variant and its sequence loop.
+
+    weight_ih (G*H, I), weight_hh (G*H, H) and bias (G*H) hold the blocks `spec.blocks`
+    (z, then whichever of i, f, o the variant has); peephole_<gate> (H) each gate's
+    diagonal peephole; weight_gg (3H, 3H) FGR's gate-to-gate recurrence.
+    """
+
+    def __init__(self, spec: VariantSpec, input_size: int, hidden_size: int,
+                 forget_bias: float, init_std: float, impl: str) -> None:
+        super().__init__()
+        self.spec, self.input_size, self.hidden_size = spec, input_size, hidden_size
+        self.forget_bias, self.init_std, self.impl = forget_bias, init_std, impl
+        g, h = len(spec.blocks), hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(g * h, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(g * h, h))
+        self.bias = nn.Parameter(torch.empty(g * h))
+        for gate in spec.peephole_gates:
+            self.register_parameter(f"peephole_{gate}", nn.Parameter(torch.empty(h)))
+        self.weight_gg = nn.Parameter(torch.empty(3 * h, 3 * h)) if spec.gate_recurrence else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """All weights from N(0, init_std) (Greff et al.); then shift the forget-gate bias.
+
+        CIFG has no forget-gate parameters: its f = 1 - sigma(a_i), so the same shift of f
+        is a shift of -forget_bias on the input-gate bias. NFG has no f to shift.
+        """
+        with torch.no_grad():
+            for p in self.parameters():
+                p.normal_(0.0, self.init_std)
+            if self.forget_bias:
+                h = self.hidden_size
+                if self.spec.forget_gate:
+                    k = self.spec.blocks.index("f")
+                    self.bias[k * h:(k + 1) * h] += self.forget_bias
+                elif self.spec.coupled:
+                    k = self.spec.blocks.index("i")
+                    self.bias[k * h:(k + 1) * h] -= self.forget_bias
+
+    def peepholes(self) -> dict[str, Tensor]:
+        """The peephole vectors by gate name."""
+        return {g: getattr(self, f"peephole_{g}") for g in self.spec.peephole_gates}
+
+    def sequence(self, x: Tensor) -> Tensor:
+        """y (T, B, H) for x (T, B, I), all sequences starting at t = 0."""
+        return reference.lstm_sequence(self.spec, x, self.weight_ih, self.weight_hh,
+                                       self.bias, self.peepholes(), self.weight_gg)
+
+
+class TorchParamCell(nn.Module):
+    """GRU or RNN in PyTorch's parameterisation (weight_ih, weight_hh, bias_ih, bias_hh)."""
+
+    def __init__(self, spec: VariantSpec, input_size: int, hidden_size: int,
+                 init_std: float, impl: str) -> None:
+        super().__init__()
+        self.spec, self.input_size, self.hidden_size = spec, input_size, hidden_size
+        self.init_std, self.impl = init_std, impl
+        rows = (3 if spec.family == "gru" else 1) * hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(rows, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(rows, hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(rows))
+        self.bias_hh = nn.Parameter(torch.empty(rows))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """All weights from N(0, init_std), as for the LSTM family."""
+        with torch.no_grad():
+            for p in self.parameters():
+                p.normal_(0.0, self.init_std)
+
+    def sequence(self, x: Tensor) -> Tensor:
+        """y (T, B, H) for x (T, B, I), all sequences starting at t = 0."""
+        run = reference.gru_sequence if self.spec.family == "gru" else reference.rnn_sequence
+        return run(x, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+
+
+class RecurrentLayer(nn.Module):
+    """One recurrent layer, uni- or bidirectional, over padded time-major batches.
+
+    Called as `layer(x, lengths)` with x (T, B, I) and lengths (B,) or None; returns
+    (T, B, H) or (T, B, 2H), zero at padded steps. The reverse direction runs each
+    sequence from its own last step, so padding never changes a result.
+    """
+
+    def __init__(self, spec: VariantSpec, input_size: int, hidden_size: int, *,
+                 bidirectional: bool = False, forget_bias: float = 0.0,
+                 init_std: float = 0.1, impl: str = "auto") -> None:
+        super().__init__()
+        self.spec, self.variant = spec, spec.name
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.bidirectional = bidirectional
+        n = 2 if bidirectional else 1
+        if spec.family == "lstm":
+            cells = [LSTMFamilyCell(spec, input_size, hidden_size, forget_bias, init_std, impl)
+                     for _ in range(n)]
+        else:
+            cells = [TorchParamCell(spec, input_size, hidden_size, init_std, impl)
+                     for _ in range(n)]
+        self.directions = nn.ModuleList(cells)
+
+    @property
+    def output_size(self) -> int:
+        """Features per step of the output: H, or 2H when bidirectional."""
+        return self.hidden_size * len(self.directions)
+
+    def expected_parameter_count(self) -> int:
+        """The DESIGN §2 formula for this layer."""
+        return parameter_count(self.variant, self.input_size, self.hidden_size,
+                               self.bidirectional)
+
+    def extra_repr(self) -> str:
+        return (f"{self.variant}, {self.input_size}, {self.hidden_size}, "
+                f"bidirectional={self.bidirectional}")
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        if x.dim() != 3 or x.shape[2] != self.input_size:
+            raise ValueError(f"{self.variant} layer expects x of shape (T, B, {self.input_size}),"
+                             f" got {tuple(x.shape)}")
+        T, B, _ = x.shape
+        steps = torch.arange(T, device=x.device)
+        if lengths is None:
+            lengths = torch.full((B,), T, dtype=torch.long, device=x.device)
+        else:
+            lengths = torch.as_tensor(lengths, device=x.device)
+            if lengths.shape != (B,) or lengths.dtype.is_floating_point:
+                raise ValueError(f"lengths must be an integer tensor of shape ({B},), got "
+                                 f"{lengths.dtype} {tuple(lengths.shape)}")
+            if B and (int(lengths.min()) < 0 or int(lengths.max()) > T):
+                raise ValueError(f"lengths must lie in [0, {T}], got {lengths.tolist()}")
+            lengths = lengths.long()
+        valid = (steps[:, None] < lengths[None, :]).unsqueeze(-1)  # (T, B, 1)
+        outputs = [torch.where(valid, self.directions[0].sequence(x), 0.0)]
+        if self.bidirectional:
+            # index that reverses each sequence within its own length (an involution)
+            rev = torch.where(valid.squeeze(-1), lengths[None, :] - 1 - steps[:, None],
+                              steps[:, None])
+            x_rev = x.gather(0, rev.unsqueeze(-1).expand_as(x))
+            y_rev = self.directions[1].sequence(x_rev)
+            y_back = y_rev.gather(0, rev.unsqueeze(-1).expand_as(y_rev))
+            outputs.append(torch.where(valid, y_back, 0.0))
+        return torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]

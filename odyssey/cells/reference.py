@@ -1,0 +1,111 @@
+"""Readable per-step reference implementations of the cells (DESIGN §2).
+
+These loops are the ground truth: every faster kernel is tested against them. They run
+one direction over a batch whose sequences are aligned at t = 0; the layer in
+`odyssey.cells.layer` handles lengths, masking and the reverse direction.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .variants import VariantSpec
+
+
+def lstm_step(
+    s: VariantSpec,
+    a: dict[str, Tensor],
+    c_prev: Tensor,
+    peep: dict[str, Tensor],
+) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """One LSTM-family step from pre-activations `a` (W x + R y' + b [+ gate recurrence]).
+
+    Returns the block output y, the cell state c and the gate activations {i, f, o}
+    (ones where a gate is absent), which FGR feeds into the next step.
+    """
+    one = torch.ones_like(c_prev)
+
+    def peephole(gate: str, c: Tensor) -> Tensor:
+        return peep[gate] * c if gate in peep else torch.zeros_like(c)
+
+    z = torch.tanh(a["z"]) if s.input_activation else a["z"]
+    i = torch.sigmoid(a["i"] + peephole("i", c_prev)) if s.input_gate else one
+    if s.coupled:
+        f = 1.0 - i
+    elif s.forget_gate:
+        f = torch.sigmoid(a["f"] + peephole("f", c_prev))
+    else:
+        f = one
+    c = z * i + c_prev * f
+    o = torch.sigmoid(a["o"] + peephole("o", c)) if s.output_gate else one  # peeps at new c
+    y = (torch.tanh(c) if s.output_activation else c) * o
+    return y, c, {"i": i, "f": f, "o": o}
+
+
+def lstm_sequence(
+    s: VariantSpec,
+    x: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias: Tensor,
+    peep: dict[str, Tensor],
+    weight_gg: Tensor | None = None,
+) -> Tensor:
+    """Run an LSTM-family variant over x (T, B, I); returns y (T, B, H).
+
+    Rows of weight_ih / weight_hh / bias are the blocks `s.blocks` in order, H each.
+    weight_gg (3H, 3H), FGR only, maps the previous step's [i; f; o] to additions to the
+    pre-activations of [i; f; o]: the nine H x H matrices R_{k->gate} as one.
+    """
+    T, B, _ = x.shape
+    H = weight_hh.shape[1]
+    x_proj = torch.nn.functional.linear(x, weight_ih, bias)  # all steps in one product
+    y = x.new_zeros(B, H)
+    c = x.new_zeros(B, H)
+    gates_prev = x.new_zeros(B, 3 * H)  # FGR: zeros at t = 0
+    outputs = []
+    for t in range(T):
+        pre = x_proj[t] + y @ weight_hh.t()
+        a = dict(zip(s.blocks, pre.split(H, dim=1), strict=True))
+        if s.gate_recurrence:
+            extra = dict(zip(("i", "f", "o"), (gates_prev @ weight_gg.t()).split(H, dim=1),
+                             strict=True))
+            a = {k: v + extra[k] if k in extra else v for k, v in a.items()}
+        y, c, g = lstm_step(s, a, c, peep)
+        gates_prev = torch.cat([g["i"], g["f"], g["o"]], dim=1)
+        outputs.append(y)
+    return torch.stack(outputs) if outputs else x.new_zeros(0, B, H)
+
+
+def gru_sequence(x: Tensor, weight_ih: Tensor, weight_hh: Tensor,
+                 bias_ih: Tensor, bias_hh: Tensor) -> Tensor:
+    """GRU in PyTorch's parameterisation (gates r, z, n; two bias vectors), as `nn.GRU`."""
+    T, B, _ = x.shape
+    H = weight_hh.shape[1]
+    x_proj = torch.nn.functional.linear(x, weight_ih, bias_ih)
+    h = x.new_zeros(B, H)
+    outputs = []
+    for t in range(T):
+        xr, xz, xn = x_proj[t].split(H, dim=1)
+        hr, hz, hn = torch.nn.functional.linear(h, weight_hh, bias_hh).split(H, dim=1)
+        r = torch.sigmoid(xr + hr)
+        z = torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        h = (1.0 - z) * n + z * h
+        outputs.append(h)
+    return torch.stack(outputs) if outputs else x.new_zeros(0, B, H)
+
+
+def rnn_sequence(x: Tensor, weight_ih: Tensor, weight_hh: Tensor,
+                 bias_ih: Tensor, bias_hh: Tensor) -> Tensor:
+    """Plain tanh RNN in PyTorch's parameterisation, as `nn.RNN`."""
+    T, B, _ = x.shape
+    H = weight_hh.shape[1]
+    x_proj = torch.nn.functional.linear(x, weight_ih, bias_ih)
+    h = x.new_zeros(B, H)
+    outputs = []
+    for t in range(T):
+        h = torch.tanh(x_proj[t] + torch.nn.functional.linear(h, weight_hh, bias_hh))
+        outputs.append(h)
+    return torch.stack(outputs) if outputs else x.new_zeros(0, B, H)

@@ -1,0 +1,93 @@
+"""The eleven recurrent cells of DESIGN §2 as data: which parts each one has.
+
+Every LSTM-family variant is the vanilla LSTM (V) with exactly one change; a
+`VariantSpec` records that change so that the reference step, the fast kernels and
+the parameter-count formula all read the same description.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+VARIANTS: tuple[str, ...] = (
+    "V", "NIG", "NFG", "NOG", "NIAF", "NOAF", "NP", "CIFG", "FGR", "GRU", "RNN",
+)
+LSTM_FAMILY: tuple[str, ...] = VARIANTS[:9]
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """What an LSTM-family variant has; GRU and RNN only use `name` and `family`."""
+
+    name: str
+    family: str  # "lstm", "gru" or "rnn"
+    input_gate: bool = True
+    forget_gate: bool = True  # False for NFG (f = 1) and CIFG (f = 1 - i)
+    coupled: bool = False  # CIFG: f = 1 - i
+    output_gate: bool = True
+    input_activation: bool = True  # g = tanh, else identity (NIAF)
+    output_activation: bool = True  # h = tanh, else identity (NOAF)
+    peepholes: bool = True
+    gate_recurrence: bool = False  # FGR
+
+    @property
+    def blocks(self) -> tuple[str, ...]:
+        """Pre-activation blocks that own W, R and b rows, in storage order."""
+        if self.family != "lstm":
+            raise AttributeError(f"{self.name} is not an LSTM-family variant")
+        present = {"z": True, "i": self.input_gate, "f": self.forget_gate, "o": self.output_gate}
+        return tuple(k for k in ("z", "i", "f", "o") if present[k])
+
+    @property
+    def peephole_gates(self) -> tuple[str, ...]:
+        """Gates with a peephole vector (each gate that has parameters, unless NP)."""
+        if not self.peepholes:
+            return ()
+        return tuple(k for k in self.blocks if k != "z")
+
+
+SPECS: dict[str, VariantSpec] = {
+    "V": VariantSpec("V", "lstm"),
+    "NIG": VariantSpec("NIG", "lstm", input_gate=False),
+    "NFG": VariantSpec("NFG", "lstm", forget_gate=False),
+    "NOG": VariantSpec("NOG", "lstm", output_gate=False),
+    "NIAF": VariantSpec("NIAF", "lstm", input_activation=False),
+    "NOAF": VariantSpec("NOAF", "lstm", output_activation=False),
+    "NP": VariantSpec("NP", "lstm", peepholes=False),
+    "CIFG": VariantSpec("CIFG", "lstm", forget_gate=False, coupled=True),
+    "FGR": VariantSpec("FGR", "lstm", gate_recurrence=True),
+    "GRU": VariantSpec("GRU", "gru"),
+    "RNN": VariantSpec("RNN", "rnn"),
+}
+
+
+def canonical(variant: str) -> str:
+    """Canonical upper-case name of `variant`; ValueError listing the valid names."""
+    if not isinstance(variant, str) or variant.upper() not in SPECS:
+        raise ValueError(
+            f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)} "
+            "(case-insensitive)"
+        )
+    return variant.upper()
+
+
+def spec(variant: str) -> VariantSpec:
+    """The `VariantSpec` of a variant name (case-insensitive)."""
+    return SPECS[canonical(variant)]
+
+
+def parameter_count(variant: str, input_size: int, hidden_size: int,
+                    bidirectional: bool = False) -> int:
+    """The DESIGN §2 formula for the number of trainable parameters of one layer."""
+    s = spec(variant)
+    i, h = input_size, hidden_size
+    block = i * h + h * h + h
+    if s.family == "gru":
+        n = 3 * (i * h + h * h + 2 * h)
+    elif s.family == "rnn":
+        n = i * h + h * h + 2 * h
+    else:
+        n = len(s.blocks) * block + len(s.peephole_gates) * h
+        if s.gate_recurrence:
+            n += 9 * h * h
+    return 2 * n if bidirectional else n

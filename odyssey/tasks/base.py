@@ -1,0 +1,192 @@
+"""The task interface shared by music, speech and handwriting (DESIGN §3).
+
+A task holds train/valid/test splits of variable-length sequences, knows its network
+shape, its loss and its metric, and batches sequences with padding and lengths. Losses and
+metrics count real steps only: padding never changes a number.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..networks import SequenceNetwork
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class SequenceSet:
+    """One split: inputs[k] is (T_k, I) float32; targets[k] is the k-th sequence's target.
+
+    Framewise tasks have targets aligned with the inputs (first dimension T_k); CTC tasks
+    have label sequences of their own length.
+    """
+
+    inputs: list[np.ndarray]
+    targets: list[np.ndarray]
+    ids: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.inputs) != len(self.targets):
+            raise ValueError(f"{len(self.inputs)} input sequences but {len(self.targets)} targets")
+        if not self.ids:
+            self.ids = [str(k) for k in range(len(self.inputs))]
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    @property
+    def frames(self) -> int:
+        """Total number of real time steps in the split."""
+        return int(sum(len(x) for x in self.inputs))
+
+
+@dataclass
+class Batch:
+    """Padded, time-major batch: x (T, B, I), lengths (B,), targets padded per task."""
+
+    x: Tensor
+    lengths: Tensor
+    targets: Tensor
+    target_lengths: Tensor | None = None
+
+    def to(self, device: torch.device | str) -> Batch:
+        move = (lambda t: None if t is None else t.to(device))  # noqa: E731
+        return Batch(move(self.x), move(self.lengths), move(self.targets),
+                     move(self.target_lengths))
+
+    @property
+    def mask(self) -> Tensor:
+        """(T, B) bool, True at real steps."""
+        T = self.x.shape[0]
+        return torch.arange(T, device=self.x.device)[:, None] < self.lengths[None, :]
+
+
+def pad_time_major(seqs: list[np.ndarray], dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Stack sequences (T_k, ...) into (T_max, B, ...) with zeros after each end."""
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    T = int(lengths.max()) if len(seqs) else 0
+    out = torch.zeros((T, len(seqs), *seqs[0].shape[1:]), dtype=dtype)
+    for b, s in enumerate(seqs):
+        out[: len(s), b] = torch.as_tensor(s, dtype=dtype)
+    return out, lengths
+
+
+class Task(ABC):
+    """A sequence task: data splits, network shape, loss and metric.
+
+    Subclasses set the class attributes and implement `collate_targets`, `loss` and
+    `score`. `score` returns (numerator, denominator) sums per metric so that a split's
+    metric is exact over all its steps, whatever the batching.
+    """
+
+    name: str = ""
+    bidirectional: bool = False
+    metric: str = ""  # key of the primary metric in `evaluate`'s result; lower is better
+    metric_label: str = ""  # for tables and figures, e.g. "NLL per time step"
+
+    def __init__(self, splits: dict[str, SequenceSet], output_size: int, *,
+                 standardize: bool = True, source: str = "", info: dict | None = None) -> None:
+        missing = [s for s in SPLITS if s not in splits]
+        if missing:
+            raise ValueError(f"task {self.name}: missing split(s) {missing}")
+        for s in SPLITS:
+            if len(splits[s]) == 0:
+                raise ValueError(f"task {self.name}: split {s!r} is empty")
+        self.splits = splits
+        self.input_size = int(splits["train"].inputs[0].shape[1])
+        self.output_size = output_size
+        self.source = source
+        self.info = info or {}
+        self.mean = np.zeros(self.input_size, np.float32)
+        self.std = np.ones(self.input_size, np.float32)
+        if standardize:
+            self._standardize()
+
+    def _standardize(self) -> None:
+        """Standardise every split with the training set's per-feature mean and std."""
+        train = np.concatenate(self.splits["train"].inputs, axis=0).astype(np.float64)
+        self.mean = train.mean(0).astype(np.float32)
+        std = train.std(0)
+        self.std = np.where(std > 1e-8, std, 1.0).astype(np.float32)  # constant features
+        for s in SPLITS:
+            sset = self.splits[s]
+            sset.inputs = [((x - self.mean) / self.std).astype(np.float32) for x in sset.inputs]
+
+    # -- batching -------------------------------------------------------------------------
+    def batches(self, split: str, batch_size: int, *, shuffle: bool = False,
+                generator: np.random.Generator | None = None) -> Iterator[Batch]:
+        """Padded batches of `split`; shuffled with `generator` when asked."""
+        sset = self.splits[split]
+        order = np.arange(len(sset))
+        if shuffle:
+            (generator or np.random.default_rng()).shuffle(order)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            x, lengths = pad_time_major([sset.inputs[k] for k in idx], torch.float32)
+            targets, target_lengths = self.collate_targets([sset.targets[k] for k in idx])
+            yield Batch(x, lengths, targets, target_lengths)
+
+    @abstractmethod
+    def collate_targets(self, targets: list[np.ndarray]) -> tuple[Tensor, Tensor | None]:
+        """Pad a batch's targets; returns (targets, target_lengths or None)."""
+
+    # -- model, loss, metric ---------------------------------------------------------------
+    def build_network(self, variant: str, hidden_size: int, **layer_options) -> SequenceNetwork:
+        """The task's network: one layer of `variant` and a linear head."""
+        return SequenceNetwork(variant, self.input_size, hidden_size, self.output_size,
+                               bidirectional=self.bidirectional, **layer_options)
+
+    @abstractmethod
+    def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
+        """Training loss of a batch, a mean over its real steps (or sequences, for CTC)."""
+
+    @abstractmethod
+    def score(self, outputs: Tensor, batch: Batch) -> dict[str, tuple[float, float]]:
+        """Per metric, (sum over the batch, count) so that sums over batches are exact."""
+
+    @torch.no_grad()
+    def evaluate(self, network: torch.nn.Module, split: str, batch_size: int = 32,
+                 device: torch.device | str = "cpu") -> dict[str, float]:
+        """Every metric of `split`, exact over all of its real steps."""
+        was_training = network.training
+        network.eval()
+        sums: dict[str, list[float]] = {}
+        try:
+            for batch in self.batches(split, batch_size):
+                batch = batch.to(device)
+                out = network(batch.x, batch.lengths)
+                for key, (num, den) in self.score(out, batch).items():
+                    acc = sums.setdefault(key, [0.0, 0.0])
+                    acc[0] += num
+                    acc[1] += den
+        finally:
+            network.train(was_training)
+        return {k: (n / d if d else float("nan")) for k, (n, d) in sums.items()}
+
+    def describe(self) -> dict:
+        """Counts per split, lengths and source, for `odyssey-data info` and manifests."""
+        out: dict = {"task": self.name, "source": self.source, "input_size": self.input_size,
+                     "output_size": self.output_size, "metric": self.metric}
+        for s in SPLITS:
+            lens = [len(x) for x in self.splits[s].inputs]
+            out[s] = {"sequences": len(lens), "frames": int(sum(lens)),
+                      "mean_length": float(np.mean(lens)), "min_length": int(min(lens)),
+                      "max_length": int(max(lens))}
+        out.update(self.info)
+        return out
+
+
+class FramewiseTask(Task):
+    """Targets aligned with inputs, one per real step (music, speech)."""
+
+    def collate_targets(self, targets: list[np.ndarray]) -> tuple[Tensor, Tensor | None]:
+        dtype = torch.long if np.issubdtype(targets[0].dtype, np.integer) else torch.float32
+        padded, _ = pad_time_major(targets, dtype)
+        return padded, None
