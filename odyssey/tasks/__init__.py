@@ -14,7 +14,11 @@ from .base import SPLITS, Batch, FramewiseTask, SequenceSet, Task
 __all__ = ["TASKS", "load_task", "Task", "FramewiseTask", "SequenceSet", "Batch", "SPLITS"]
 
 # task name -> "module:function" returning a Task from keyword options
-TASKS: dict[str, str] = {}
+TASKS: dict[str, str] = {
+    "music": ".music:load",
+    "speech": ".speech:load",
+    "handwriting": ".handwriting:load",
+}
 
 
 def load_task(name: str, **options) -> Task:
