@@ -1,0 +1,261 @@
+"""The handwriting corpus: IAM-OnDB from the user's folder, or synthetic Hershey-font lines.
+
+`odyssey-data build|info|show handwriting` calls `build`, `info` and `show`; the task
+(`odyssey.tasks.handwriting`) calls `load_corpus`. Both read `configs/task/handwriting.yaml`
+with overrides. A built corpus is cached under `datasets/handwriting/` as raw (not yet
+standardised) per-point features and label sequences, with a manifest naming its source,
+configuration, character set, sizes and the ids and writers of every line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import time
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError
+from tqdm import tqdm
+
+from ...config import load_group_config
+from ..cache import cached, datasets_dir, load_manifest_safe
+from .ink import InkLine, feature_names, line_features
+
+SPLITS = ("train", "valid", "test")
+SOURCES = ("hershey", "iamondb")
+Corpus = dict[str, tuple[list[np.ndarray], list[np.ndarray], list[str]]]
+
+
+def resolve(options: Mapping | DictConfig | None = None) -> DictConfig:
+    """The task config: configs/task/handwriting.yaml with `options` merged over it.
+
+    An option the config does not define is an error naming it (a typo must not pass).
+    """
+    base = load_group_config("task", "handwriting")
+    OmegaConf.set_struct(base, True)
+    try:
+        cfg = OmegaConf.merge(base, options or {})
+    except ConfigKeyError as e:
+        raise ValueError(f"handwriting task: unknown option ({e.msg.splitlines()[0]}); "
+                         f"options are {', '.join(str(k) for k in base)}") from e
+    if cfg.source not in SOURCES:
+        raise ValueError(f"handwriting: source {cfg.source!r} unknown; expected one of "
+                         f"{', '.join(SOURCES)}")
+    feature_names(cfg.feature)  # validates
+    return cfg
+
+
+def _key_options(cfg: DictConfig) -> dict:
+    """The options that determine the corpus's content (not how fast it is built)."""
+    section = OmegaConf.to_container(cfg[cfg.source], resolve=True)
+    section.pop("workers", None)
+    if cfg.source == "iamondb":
+        if not section.get("root"):
+            raise ValueError("handwriting: source=iamondb needs iamondb.root, the folder of "
+                             "the IAM-OnDB corpus (holding lineStrokes/ and ascii/)")
+        section["root"] = str(Path(section["root"]).expanduser().resolve())
+    return {"source": cfg.source, "feature": cfg.feature, cfg.source: section}
+
+
+def cache_stem(cfg: DictConfig) -> Path:
+    """datasets/handwriting/<source>-<hash of the content options>."""
+    key = json.dumps(_key_options(cfg), sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return datasets_dir() / "handwriting" / f"{cfg.source}-{digest}"
+
+
+def labels(text: str, charset: str) -> np.ndarray:
+    """CTC labels of a text: 1 + the index of each character in `charset` (0 is the blank)."""
+    index = {c: k + 1 for k, c in enumerate(charset)}
+    return np.array([index[c] for c in text], np.int16)
+
+
+def ctc_min_length(label_seq: np.ndarray) -> int:
+    """The fewest input steps CTC needs for a label sequence: its length plus its repeats."""
+    return int(len(label_seq) + np.count_nonzero(label_seq[1:] == label_seq[:-1]))
+
+
+def _versions(*packages: str) -> dict[str, str]:
+    out = {}
+    for p in packages:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = "not installed"
+    return out
+
+
+def _pack(lines: dict[str, list[InkLine]], charset: str, feature: str
+          ) -> tuple[dict[str, list[np.ndarray]], dict]:
+    """Features and labels per split; lines too short for CTC are dropped and counted."""
+    arrays: dict[str, list[np.ndarray]] = {}
+    splits: dict = {}
+    for name in SPLITS:
+        inputs, targets, ids, writers, dropped = [], [], [], [], []
+        for line in lines[name]:
+            x = line_features(line.strokes, feature)
+            y = labels(line.text, charset)
+            if len(y) == 0 or len(x) < ctc_min_length(y):
+                dropped.append(line.id)
+                continue
+            inputs.append(x)
+            targets.append(y)
+            ids.append(line.id)
+            writers.append(line.writer)
+        if not inputs:
+            raise ValueError(f"handwriting: split {name!r} has no usable line")
+        arrays[f"{name}_inputs"], arrays[f"{name}_targets"] = inputs, targets
+        splits[name] = {
+            "lines": len(inputs), "points": int(sum(len(x) for x in inputs)),
+            "characters": int(sum(len(y) for y in targets)),
+            "writers": len(set(writers)), "dropped_lines": dropped,
+            "ids": ids, "line_writers": writers,
+        }
+    return arrays, {"charset": charset, "features": list(feature_names(feature)),
+                    "splits": splits}
+
+
+def _hershey_job(args: tuple) -> tuple[dict, list[InkLine]]:
+    from .hershey import writer_lines
+
+    writer, lines = writer_lines(*args)
+    return writer.to_dict(), lines
+
+
+def build_hershey(cfg: DictConfig) -> tuple[dict[str, list[np.ndarray]], dict]:
+    """Synthesise the Hershey corpus: writers in parallel, each seeded on its own."""
+    from .hershey import FONTS, font_glyphs
+    from .text import CHARSET, load_words
+
+    h = cfg.hershey
+    fonts = list(h.fonts)
+    if not fonts:
+        raise ValueError("hershey.fonts: name at least one font")
+    for f in fonts:
+        font_glyphs(f)  # fails early on an unknown font
+    if any(f not in FONTS for f in fonts):
+        print(f"note: hershey.fonts {fonts} includes fonts beyond the single-stroke "
+              f"{', '.join(FONTS)}")
+    load_words(h.word_list)  # fails early on a bad word list
+    jobs = []
+    for name in SPLITS:
+        n = int(h.writers[name])
+        if n < 1:
+            raise ValueError(f"hershey.writers.{name} must be at least 1, got {n}")
+        jobs += [(int(h.seed), name, k, fonts[k % len(fonts)], int(h.lines_per_writer),
+                  int(h.min_chars), int(h.max_chars), h.word_list) for k in range(n)]
+    if int(h.lines_per_writer) < 1:
+        raise ValueError("hershey.lines_per_writer must be at least 1")
+    workers = max(1, int(h.workers))
+    lines: dict[str, list[InkLine]] = {name: [] for name in SPLITS}
+    writers: dict[str, list[dict]] = {name: [] for name in SPLITS}
+    progress = tqdm(total=len(jobs), desc="handwriting: writers", unit="writer")
+    if workers == 1:
+        results = map(_hershey_job, jobs)
+        pool = None
+    else:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        results = pool.map(_hershey_job, jobs, chunksize=2)
+    try:
+        for job, (writer, wl) in zip(jobs, results, strict=True):
+            lines[job[1]] += wl
+            writers[job[1]].append(writer)
+            progress.update()
+    finally:
+        progress.close()
+        if pool is not None:
+            pool.shutdown()
+    arrays, manifest = _pack(lines, CHARSET, cfg.feature)
+    manifest["writer_styles"] = writers
+    manifest["versions"] = _versions("Hershey-Fonts", "wordfreq", "numpy")
+    return arrays, manifest
+
+
+def build_iamondb(cfg: DictConfig) -> tuple[dict[str, list[np.ndarray]], dict]:
+    """Read IAM-OnDB from the user's folder; the character set is the corpus's own."""
+    from .iamondb import read_corpus
+
+    c = cfg.iamondb
+    lines, report = read_corpus(
+        c.root, split=c.split, lists=OmegaConf.to_container(c.lists, resolve=True),
+        writers_file=c.writers_file, valid_fraction=float(c.valid_fraction),
+        test_fraction=float(c.test_fraction), seed=int(c.seed), skip_bad=bool(c.skip_bad),
+        progress=lambda it: tqdm(list(it), desc="iamondb: forms", unit="form"))
+    charset = "".join(sorted({ch for name in SPLITS for line in lines[name]
+                              for ch in line.text}))
+    arrays, manifest = _pack(lines, charset, cfg.feature)
+    manifest["reader"] = report
+    manifest["versions"] = _versions("numpy")
+    return arrays, manifest
+
+
+def _build_arrays(cfg: DictConfig) -> tuple[dict[str, list[np.ndarray]], dict]:
+    start = time.time()
+    arrays, manifest = (build_hershey if cfg.source == "hershey" else build_iamondb)(cfg)
+    manifest.update({"task": "handwriting", "source": cfg.source,
+                     "synthetic": cfg.source == "hershey", "options": _key_options(cfg),
+                     "build_seconds": round(time.time() - start, 1)})
+    return arrays, manifest
+
+
+def load_corpus(options: Mapping | DictConfig | None = None, rebuild: bool = False
+                ) -> tuple[Corpus, dict]:
+    """(inputs, targets, ids) per split, building and caching the corpus when needed."""
+    cfg = resolve(options)
+    arrays, manifest = cached(cache_stem(cfg), lambda: _build_arrays(cfg), rebuild=rebuild)
+    corpus = {name: (arrays[f"{name}_inputs"], arrays[f"{name}_targets"],
+                     manifest["splits"][name]["ids"]) for name in SPLITS}
+    return corpus, manifest
+
+
+def build(cfg: DictConfig, rebuild: bool = False) -> Path:
+    """Build (or find) the corpus; returns its manifest's path."""
+    cfg = resolve(cfg)
+    stem = cache_stem(cfg)
+    load_corpus(cfg, rebuild=rebuild)
+    return stem.with_suffix(".json")
+
+
+def summary(manifest: dict) -> dict:
+    """The manifest without its per-line lists, for people."""
+    out = {k: v for k, v in manifest.items()
+           if k not in ("splits", "writer_styles", "options", "reader")}
+    out["characters"] = len(manifest["charset"])
+    out["splits"] = {}
+    for name, s in manifest["splits"].items():
+        out["splits"][name] = {k: v for k, v in s.items()
+                               if k not in ("ids", "line_writers", "dropped_lines")}
+        out["splits"][name]["dropped_lines"] = len(s["dropped_lines"])
+        out["splits"][name]["mean_points_per_line"] = round(s["points"] / s["lines"], 1)
+        out["splits"][name]["mean_characters_per_line"] = round(s["characters"] / s["lines"], 1)
+    out["options"] = manifest.get("options")
+    return out
+
+
+def info(cfg: DictConfig) -> dict:
+    """What the configured corpus is, from its manifest (or what a build would make)."""
+    cfg = resolve(cfg)
+    stem = cache_stem(cfg)
+    manifest = load_manifest_safe(stem)
+    if manifest is None:
+        return {"task": "handwriting", "source": cfg.source, "built": False,
+                "cache": str(stem.with_suffix(".json")),
+                "hint": "run `odyssey-data build handwriting` first",
+                "options": _key_options(cfg)}
+    return {"built": True, "cache": str(stem.with_suffix(".json")), **summary(manifest)}
+
+
+def show(cfg: DictConfig, n: int = 6, out: Path | None = None) -> Path:
+    """Draw `n` training lines with their transcriptions to a PNG; returns its path."""
+    from .plot import draw_samples
+
+    cfg = resolve(cfg)
+    corpus, manifest = load_corpus(cfg)
+    out = Path(out) if out else cache_stem(cfg).parent / f"{cache_stem(cfg).name}-samples.png"
+    return draw_samples(corpus, manifest, n, out)
