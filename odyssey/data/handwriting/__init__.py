@@ -42,13 +42,22 @@ def resolve(options: Mapping | DictConfig | None = None) -> DictConfig:
     try:
         cfg = OmegaConf.merge(base, options or {})
     except ConfigKeyError as e:
-        raise ValueError(f"handwriting task: unknown option ({e.msg.splitlines()[0]}); "
-                         f"options are {', '.join(str(k) for k in base)}") from e
+        key = e.full_key or e.key
+        raise ValueError(f"handwriting task: unknown option {key!r} (not in "
+                         f"{base_path()}); top-level options are "
+                         f"{', '.join(str(k) for k in base)}") from e
     if cfg.source not in SOURCES:
         raise ValueError(f"handwriting: source {cfg.source!r} unknown; expected one of "
                          f"{', '.join(SOURCES)}")
     feature_names(cfg.feature)  # validates
     return cfg
+
+
+def base_path() -> Path:
+    """The task's config file."""
+    from ...config import CONFIG_DIR
+
+    return CONFIG_DIR / "task" / "handwriting.yaml"
 
 
 def _key_options(cfg: DictConfig) -> dict:
