@@ -232,18 +232,28 @@ def build(cfg: DictConfig, rebuild: bool = False) -> Path:
 
 
 def summary(manifest: dict) -> dict:
-    """The manifest without its per-line lists, for people."""
-    out = {k: v for k, v in manifest.items()
-           if k not in ("splits", "writer_styles", "options", "reader")}
+    """The manifest without its per-line lists, for people: key facts first."""
+    out = {k: manifest.get(k) for k in ("task", "source", "synthetic")}
     out["characters"] = len(manifest["charset"])
+    out["charset"] = manifest["charset"]
+    out["features"] = manifest["features"]
     out["splits"] = {}
-    for name, s in manifest["splits"].items():
-        out["splits"][name] = {k: v for k, v in s.items()
-                               if k not in ("ids", "line_writers", "dropped_lines")}
-        out["splits"][name]["dropped_lines"] = len(s["dropped_lines"])
-        out["splits"][name]["mean_points_per_line"] = round(s["points"] / s["lines"], 1)
-        out["splits"][name]["mean_characters_per_line"] = round(s["characters"] / s["lines"], 1)
+    for name in SPLITS:
+        s = manifest["splits"][name]
+        row = {k: v for k, v in s.items() if k not in ("ids", "line_writers", "dropped_lines")}
+        row["dropped_lines"] = len(s["dropped_lines"])
+        row["mean_points_per_line"] = round(s["points"] / s["lines"], 1)
+        row["mean_characters_per_line"] = round(s["characters"] / s["lines"], 1)
+        out["splits"][name] = row
+    if "reader" in manifest:
+        reader = manifest["reader"]
+        out["skipped_files"] = len(reader.get("skipped_files", []))
+        out["missing_list_entries"] = {k: len(v) for k, v in
+                                       reader.get("missing_list_entries", {}).items()}
+    out["build_seconds"] = manifest.get("build_seconds")
     out["options"] = manifest.get("options")
+    out["versions"] = manifest.get("versions")
+    out["array_file"], out["sha256"] = manifest.get("array_file"), manifest.get("sha256")
     return out
 
 

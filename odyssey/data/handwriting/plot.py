@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .ink import strokes_from_features
 
 
@@ -55,8 +57,11 @@ def draw_samples(corpus: dict, manifest: dict, n: int, out: Path) -> Path:
             ax.plot([a[-1, 0], b[0, 0]], [a[-1, 1], b[0, 1]], color="0.75", lw=0.6,
                     ls=(0, (2, 2)), zorder=1)
         for s in strokes:
-            ax.plot(s[:, 0], s[:, 1], color="#1f3b73", lw=1.2, solid_capstyle="round",
+            ax.plot(s[:, 0], s[:, 1], color="#1f3b73", lw=1.1, solid_capstyle="round",
                     zorder=2)
+        xy = np.concatenate(strokes)
+        ax.plot(xy[:, 0], xy[:, 1], ls="none", marker=".", ms=1.2, color="#e07b39",
+                alpha=0.6, zorder=3)
         text = "".join(charset[int(c) - 1] for c in y)
         writer = manifest["splits"][split]["line_writers"][k]
         ax.set_title(f"\u201c{text}\u201d", loc="left", fontsize=11, family="DejaVu Sans")
@@ -71,9 +76,11 @@ def draw_samples(corpus: dict, manifest: dict, n: int, out: Path) -> Path:
     source = ("synthetic Hershey-font lines (a stand-in for IAM-OnDB)"
               if manifest.get("synthetic") else "IAM-OnDB")
     handles = [plt.Line2D([], [], color="#1f3b73", lw=1.2, label="pen down"),
+               plt.Line2D([], [], color="#e07b39", ls="none", marker=".",
+                          label="recorded points"),
                plt.Line2D([], [], color="0.6", lw=0.8, ls=(0, (2, 2)),
                           label="pen up (move in air)")]
-    fig.legend(handles=handles, loc="upper right", ncol=2, fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="upper right", ncol=3, fontsize=8, frameon=False)
     fig.suptitle(f"Handwriting corpus: {source}", x=0.01, ha="left", fontsize=11)
     fig.tight_layout(rect=(0.01, 0, 1, 0.97))
     out.parent.mkdir(parents=True, exist_ok=True)
