@@ -69,6 +69,10 @@ def _key_options(cfg: DictConfig) -> dict:
             raise ValueError("handwriting: source=iamondb needs iamondb.root, the folder of "
                              "the IAM-OnDB corpus (holding lineStrokes/ and ascii/)")
         section["root"] = str(Path(section["root"]).expanduser().resolve())
+    else:
+        from .hershey import GENERATOR_VERSION
+
+        section["generator_version"] = GENERATOR_VERSION
     return {"source": cfg.source, "feature": cfg.feature, cfg.source: section}
 
 

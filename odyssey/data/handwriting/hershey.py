@@ -16,7 +16,7 @@ seconds of a device sampling at `SAMPLE_RATE`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -24,6 +24,8 @@ from .ink import InkLine
 from .text import CHARSET, LineText
 
 FONTS = ("futural", "scripts", "cursive")
+#: changes whenever the synthesiser's output changes, so that old caches are not reused
+GENERATOR_VERSION = 2
 SAMPLE_RATE = 100.0  # points per second of pen-down time
 STEP = 0.02  # arc-length step (cap heights) of the densified path before time sampling
 
@@ -69,6 +71,8 @@ class Writer:
     jitter: float  # std of the pen tremor, cap heights
     drift: float  # amplitude of baseline drift, cap heights
     pause: float  # mean pause at a pen lift, seconds
+    shape: float  # size of the writer's own deformation of each glyph, cap heights
+    seed: int  # seeds the writer's glyph deformations
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,20 +93,56 @@ def sample_writer(writer_id: str, font: str, rng: np.random.Generator) -> Writer
         jitter=float(rng.uniform(0.002, 0.012)),
         drift=float(rng.uniform(0.0, 0.15)),
         pause=float(rng.uniform(0.03, 0.15)),
+        shape=float(rng.uniform(0.01, 0.04)),
+        seed=int(rng.integers(2**31)),
     )
 
 
-def layout(text: str, writer: Writer) -> list[tuple[int, int, np.ndarray]]:
-    """Strokes of `text` set on a line: [(character index, word index, (n, 2) points)]."""
-    glyphs = font_glyphs(writer.font)
+def warp(points: np.ndarray, centres: np.ndarray, amplitudes: np.ndarray, width: float
+         ) -> np.ndarray:
+    """Move points by a smooth displacement field (Gaussian bumps): shared points stay shared."""
+    d2 = ((points[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
+    return points + np.exp(-d2 / (2 * width**2)) @ amplitudes
+
+
+def random_field(rng: np.random.Generator, box_width: float, amplitude: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Centres over a glyph's box and 2-D amplitudes of a displacement field."""
+    centres = np.column_stack([rng.uniform(0, max(box_width, 0.2), 5), rng.uniform(-0.4, 1.1, 5)])
+    return centres, rng.normal(0.0, amplitude, (5, 2))
+
+
+@lru_cache(maxsize=8192)
+def writer_glyph(font: str, seed: int, shape: float, ch: str
+                 ) -> tuple[tuple[np.ndarray, ...], float]:
+    """A writer's own version of a glyph: a fixed random affine change and smooth warp."""
+    strokes, advance = font_glyphs(font)[ch]
+    rng = np.random.default_rng([seed, ord(ch)])
+    affine = np.array([[1 + rng.normal(0, 0.08), rng.normal(0, 0.08)],
+                       [0.0, 1 + rng.normal(0, 0.06)]])
+    centres, amplitudes = random_field(rng, advance, shape)
+    out = tuple(warp(s @ affine.T, centres, amplitudes, 0.3) for s in strokes)
+    return out, advance * float(affine[0, 0])
+
+
+def layout(text: str, writer: Writer, rng: np.random.Generator | None = None
+           ) -> list[tuple[int, int, np.ndarray]]:
+    """Strokes of `text` set on a line: [(character index, word index, (n, 2) points)].
+
+    Each glyph is the writer's own version of it; with `rng`, each instance is also warped
+    a little on its own, so no two copies of a letter are the same.
+    """
     out = []
     x, word = 0.0, 0
     for k, ch in enumerate(text):
-        strokes, advance = glyphs[ch]
+        strokes, advance = writer_glyph(writer.font, writer.seed, writer.shape, ch)
         if ch == " ":
             x += advance * writer.word_gap * writer.width
             word += 1
             continue
+        if rng is not None and strokes:
+            centres, amplitudes = random_field(rng, advance, 0.3 * writer.shape)
+            strokes = tuple(warp(s, centres, amplitudes, 0.3) for s in strokes)
         for s in strokes:
             out.append((k, word, s * (writer.width, 1.0) + (x, 0.0)))
         x += advance * writer.width + writer.letter_gap
@@ -174,7 +214,7 @@ def sample_in_time(stroke: np.ndarray, speed: float, rate: float = SAMPLE_RATE
 def draw_line(text: str, writer: Writer, rng: np.random.Generator, line_id: str = ""
               ) -> InkLine:
     """The pen trajectory of `text` written by `writer` (strokes of x, y, t)."""
-    placed = layout(text, writer)
+    placed = layout(text, writer, rng)
     if not placed:
         raise ValueError(f"nothing to draw in line {text!r}")
     strokes = transform(join_strokes(placed, writer.join), writer, rng)
