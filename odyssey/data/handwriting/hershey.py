@@ -3,8 +3,9 @@
 A stand-in for IAM-OnDB that builds offline. Glyphs are the single-stroke Latin fonts of
 the PyPI package `Hershey-Fonts` (MIT): `futural` (sans), `scripts` (script) and `cursive`
 (joined script). A "writer" is one font plus a style (slant, width, size, letter and word
-spacing, how readily letters are joined, pen speed, tremor, baseline drift, pauses); each
-line adds its own rotation, scale, drift and speed. The pen path is then sampled in time at
+spacing, how readily letters are joined, pen speed, tremor, baseline drift, pauses) and
+their own version of every glyph (a random affine change and a smooth warp); each line adds
+its own rotation, scale, drift and speed, and each letter a small warp of its own. The pen path is then sampled in time at
 a fixed rate with a speed that drops in curves (the two-thirds power law of handwriting,
 v ~ curvature^(-1/3)), so points crowd where the pen is slow, as a tablet records them.
 Pen-up moves between strokes and letters appear as jumps with their air time.
