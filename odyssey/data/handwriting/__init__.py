@@ -156,13 +156,16 @@ def build_hershey(cfg: DictConfig) -> tuple[dict[str, list[np.ndarray]], dict]:
         print(f"note: hershey.fonts {fonts} includes fonts beyond the single-stroke "
               f"{', '.join(FONTS)}")
     load_words(h.word_list)  # fails early on a bad word list
+    if not float(h.variation) >= 0:
+        raise ValueError(f"hershey.variation must be >= 0, got {h.variation}")
     jobs = []
     for name in SPLITS:
         n = int(h.writers[name])
         if n < 1:
             raise ValueError(f"hershey.writers.{name} must be at least 1, got {n}")
         jobs += [(int(h.seed), name, k, fonts[k % len(fonts)], int(h.lines_per_writer),
-                  int(h.min_chars), int(h.max_chars), h.word_list) for k in range(n)]
+                  int(h.min_chars), int(h.max_chars), h.word_list, float(h.variation))
+                 for k in range(n)]
     if int(h.lines_per_writer) < 1:
         raise ValueError("hershey.lines_per_writer must be at least 1")
     workers = max(1, int(h.workers))

@@ -5,10 +5,12 @@ the PyPI package `Hershey-Fonts` (MIT): `futural` (sans), `scripts` (script) and
 (joined script). A "writer" is one font plus a style (slant, width, size, letter and word
 spacing, how readily letters are joined, pen speed, tremor, baseline drift, pauses) and
 their own version of every glyph (a random affine change and a smooth warp); each line adds
-its own rotation, scale, drift and speed, and each letter a small warp of its own. The pen path is then sampled in time at
-a fixed rate with a speed that drops in curves (the two-thirds power law of handwriting,
-v ~ curvature^(-1/3)), so points crowd where the pen is slow, as a tablet records them.
-Pen-up moves between strokes and letters appear as jumps with their air time.
+its own rotation, scale, drift and speed, and each letter a small warp of its own.
+`variation` scales the deformations, tremor, drift, rotation and size noise (1: default,
+2: a harder corpus). The pen path is then sampled in time at a fixed rate with a speed that
+drops in curves (the two-thirds power law of handwriting, v ~ curvature^(-1/3)), so points
+crowd where the pen is slow, as a tablet records them. Pen-up moves between strokes and
+letters appear as jumps with their air time.
 
 Units: positions in cap heights (base line to cap line of the font = 1), y upwards; time in
 seconds of a device sampling at `SAMPLE_RATE`.
@@ -74,13 +76,15 @@ class Writer:
     pause: float  # mean pause at a pen lift, seconds
     shape: float  # size of the writer's own deformation of each glyph, cap heights
     seed: int  # seeds the writer's glyph deformations
+    variation: float = 1.0  # scale of all random deformations and noise
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def sample_writer(writer_id: str, font: str, rng: np.random.Generator) -> Writer:
-    """A random style for `font`."""
+def sample_writer(writer_id: str, font: str, rng: np.random.Generator, variation: float = 1.0
+                  ) -> Writer:
+    """A random style for `font`; `variation` scales its noise and deformations."""
     cursive = font != "futural"
     return Writer(
         id=writer_id, font=font,
@@ -91,11 +95,12 @@ def sample_writer(writer_id: str, font: str, rng: np.random.Generator) -> Writer
         word_gap=float(rng.uniform(0.8, 1.5)),
         join=float(rng.uniform(0.05, 0.6) if cursive else rng.uniform(0.0, 0.3)),
         speed=float(rng.uniform(24.0, 36.0)),
-        jitter=float(rng.uniform(0.002, 0.012)),
-        drift=float(rng.uniform(0.0, 0.15)),
+        jitter=float(rng.uniform(0.002, 0.012)) * variation,
+        drift=float(rng.uniform(0.0, 0.15)) * variation,
         pause=float(rng.uniform(0.03, 0.15)),
-        shape=float(rng.uniform(0.01, 0.04)),
+        shape=float(rng.uniform(0.01, 0.04)) * variation,
         seed=int(rng.integers(2**31)),
+        variation=variation,
     )
 
 
@@ -114,13 +119,13 @@ def random_field(rng: np.random.Generator, box_width: float, amplitude: float
 
 
 @lru_cache(maxsize=8192)
-def writer_glyph(font: str, seed: int, shape: float, ch: str
+def writer_glyph(font: str, seed: int, shape: float, ch: str, variation: float = 1.0
                  ) -> tuple[tuple[np.ndarray, ...], float]:
     """A writer's own version of a glyph: a fixed random affine change and smooth warp."""
     strokes, advance = font_glyphs(font)[ch]
     rng = np.random.default_rng([seed, ord(ch)])
-    affine = np.array([[1 + rng.normal(0, 0.08), rng.normal(0, 0.08)],
-                       [0.0, 1 + rng.normal(0, 0.06)]])
+    affine = np.array([[1 + rng.normal(0, 0.08 * variation), rng.normal(0, 0.08 * variation)],
+                       [0.0, 1 + rng.normal(0, 0.06 * variation)]])
     centres, amplitudes = random_field(rng, advance, shape)
     out = tuple(warp(s @ affine.T, centres, amplitudes, 0.3) for s in strokes)
     return out, advance * float(affine[0, 0])
@@ -136,7 +141,8 @@ def layout(text: str, writer: Writer, rng: np.random.Generator | None = None
     out = []
     x, word = 0.0, 0
     for k, ch in enumerate(text):
-        strokes, advance = writer_glyph(writer.font, writer.seed, writer.shape, ch)
+        strokes, advance = writer_glyph(writer.font, writer.seed, writer.shape, ch,
+                                        writer.variation)
         if ch == " ":
             x += advance * writer.word_gap * writer.width
             word += 1
@@ -170,8 +176,8 @@ def join_strokes(strokes: list[tuple[int, int, np.ndarray]], join: float) -> lis
 def transform(strokes: list[np.ndarray], writer: Writer, rng: np.random.Generator
               ) -> list[np.ndarray]:
     """Slant, rotation, baseline drift and size of one line (writer style + line noise)."""
-    angle = np.deg2rad(rng.normal(0.0, 1.5))
-    scale = writer.size * float(np.exp(rng.normal(0.0, 0.05)))
+    angle = np.deg2rad(rng.normal(0.0, 1.5 * writer.variation))
+    scale = writer.size * float(np.exp(rng.normal(0.0, 0.05 * writer.variation)))
     wavelength = rng.uniform(4.0, 15.0)
     phase = rng.uniform(0.0, 2 * np.pi)
     drift = writer.drift * rng.uniform(0.3, 1.0)
@@ -238,12 +244,12 @@ def draw_line(text: str, writer: Writer, rng: np.random.Generator, line_id: str 
 
 
 def writer_lines(seed: int, split: str, index: int, font: str, n_lines: int,
-                 min_chars: int, max_chars: int, word_list: str | None
-                 ) -> tuple[Writer, list[InkLine]]:
+                 min_chars: int, max_chars: int, word_list: str | None,
+                 variation: float = 1.0) -> tuple[Writer, list[InkLine]]:
     """All lines of one writer; seeded by (seed, split, index) alone, so any worker agrees."""
     split_code = {"train": 0, "valid": 1, "test": 2}[split]
     rng = np.random.default_rng([seed, split_code, index])
-    writer = sample_writer(f"{split}-{index:03d}", font, rng)
+    writer = sample_writer(f"{split}-{index:03d}", font, rng, variation)
     make_text = LineText(min_chars, max_chars, word_list)
     lines = [draw_line(make_text(rng), writer, rng, f"{writer.id}-{j:02d}")
              for j in range(n_lines)]
