@@ -24,6 +24,7 @@ from .variants import VariantSpec
 # Variant flags; must match the constants in csrc/lstm_family.cpp.
 _IG, _FG, _CPL, _OG, _IACT, _OACT, _PEEP, _FGR = 1, 2, 4, 8, 16, 32, 64, 128
 
+_MODES = {"fast": 0, "generic": 1, "aten-mm": 2}
 _SOURCE = Path(__file__).with_name("csrc") / "lstm_family.cpp"
 _lock = threading.Lock()
 _state: dict[str, Any] = {"tried": False, "ops": None, "error": None}
@@ -99,14 +100,14 @@ class _LSTMFamily(torch.autograd.Function):
     """The C++ recurrence; forward saves activations, cell states and outputs for backward."""
 
     @staticmethod
-    def forward(ctx: Any, fl: int, generic: bool, x: Tensor, weight_ih: Tensor,
+    def forward(ctx: Any, fl: int, mode: int, x: Tensor, weight_ih: Tensor,
                 weight_hh: Tensor, bias: Tensor, peephole_i: Tensor | None,
                 peephole_f: Tensor | None, peephole_o: Tensor | None,
                 weight_gg: Tensor | None) -> Tensor:
         ops = extension(required=True)
         y, acts, c, hc = ops.forward(x, weight_ih, weight_hh, bias, peephole_i, peephole_f,
-                                     peephole_o, weight_gg, fl, generic)
-        ctx.fl, ctx.generic = fl, generic
+                                     peephole_o, weight_gg, fl, mode)
+        ctx.fl, ctx.mode = fl, mode
         ctx.save_for_backward(x, weight_ih, weight_hh, peephole_i, peephole_f, peephole_o,
                               weight_gg, y, acts, c, hc)
         return y
@@ -116,7 +117,7 @@ class _LSTMFamily(torch.autograd.Function):
     def backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
         x, w_ih, w_hh, p_i, p_f, p_o, w_gg, y, acts, c, hc = ctx.saved_tensors
         grads = extension(required=True).backward(dy, x, w_ih, w_hh, p_i, p_f, p_o, w_gg, y,
-                                                  acts, c, hc, ctx.fl, ctx.generic)
+                                                  acts, c, hc, ctx.fl, ctx.mode)
         dx, dw_ih, dw_hh, db, dp_i, dp_f, dp_o, dw_gg = grads
         return (None, None, dx, dw_ih, dw_hh, db,
                 dp_i if p_i is not None else None, dp_f if p_f is not None else None,
@@ -125,13 +126,17 @@ class _LSTMFamily(torch.autograd.Function):
 
 def lstm_sequence(s: VariantSpec, x: Tensor, weight_ih: Tensor, weight_hh: Tensor,
                   bias: Tensor, peep: dict[str, Tensor], weight_gg: Tensor | None = None,
-                  *, generic: bool = False) -> Tensor:
+                  *, mode: str = "fast") -> Tensor:
     """Same contract as `reference.lstm_sequence`, computed by the C++ kernels.
 
-    `generic` forces the device-generic (ATen-op) path that non-CPU devices take, so that
-    it can be tested on the CPU too.
+    `mode` is "fast" (fused loops, BLAS called directly; non-CPU devices take the generic
+    path anyway), "generic" (the device-generic ATen-op path that CUDA runs) or "aten-mm"
+    (fused loops with ATen matrix products, the fallback where BLAS is not exported); the
+    last two exist so that tests can run them on the CPU.
     """
-    return _LSTMFamily.apply(flags(s), generic, x, weight_ih, weight_hh, bias,
+    if mode not in _MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(_MODES)}")
+    return _LSTMFamily.apply(flags(s), _MODES[mode], x, weight_ih, weight_hh, bias,
                              peep.get("i"), peep.get("f"), peep.get("o"), weight_gg)
 
 

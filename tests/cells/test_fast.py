@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from odyssey.cells import LSTM_FAMILY, VARIANTS, build_layer, spec
-from odyssey.cells import fast, reference
+from odyssey.cells import LSTM_FAMILY, VARIANTS, build_layer, fast, reference, spec
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 
@@ -60,8 +59,8 @@ def test_fast_equals_reference(variant, bidirectional, dtype):
 
 @needs_ext
 @pytest.mark.parametrize("variant", LSTM_FAMILY)
-def test_generic_path_equals_reference(variant):
-    """The device-generic (ATen-op) path that CUDA takes, checked on the CPU."""
+def test_other_paths_equal_reference(variant):
+    """The device-generic (ATen-op) path that CUDA takes and the no-BLAS fallback, on CPU."""
     torch.manual_seed(0)
     s = spec(variant)
     cell = build_layer(variant, 4, 5, impl="reference", init_std=0.5).double().directions[0]
@@ -72,7 +71,8 @@ def test_generic_path_equals_reference(variant):
     dy = torch.randn(6, 3, 5, dtype=torch.float64)
     outs = []
     for run in (reference.lstm_sequence,
-                lambda *a: fast.lstm_sequence(*a, generic=True),
+                lambda *a: fast.lstm_sequence(*a, mode="generic"),
+                lambda *a: fast.lstm_sequence(*a, mode="aten-mm"),
                 fast.lstm_sequence):
         y = run(s, x, cell.weight_ih, cell.weight_hh, cell.bias, cell.peepholes(),
                 cell.weight_gg)

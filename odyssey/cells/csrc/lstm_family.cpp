@@ -21,9 +21,47 @@
 #include <cstdint>
 #include <cstring>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
+// The BLAS that PyTorch itself links (MKL on x86 wheels) exports the Fortran gemm; calling
+// it directly skips ~3 us of ATen dispatch per call, which at B = 1 is most of a step.
+// Weak symbols: where a torch build does not export them, the ATen fallback runs instead.
+extern "C" {
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*,
+            const float*, const int*, const float*, const int*, const float*, float*,
+            const int*) __attribute__((weak));
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*,
+            const double*, const int*, const double*, const int*, const double*, double*,
+            const int*) __attribute__((weak));
+}
+
 namespace {
+
+// Row-major C (M x N, leading dim ldc) = op(A) op(B) [+ C when accumulate], with op a
+// transpose where ta / tb; through BLAS when `blas` and the symbol exists, else ATen.
+template <typename T>
+void gemm(bool blas, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A,
+          int64_t lda, const T* B, int64_t ldb, bool accumulate, T* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  const T one = T(1), beta = accumulate ? T(1) : T(0);
+  // column-major view: C^T (N x M) = op(B)^T op(A)^T
+  const char fa = tb ? 'T' : 'N', fb = ta ? 'T' : 'N';
+  const int m = int(N), n = int(M), k = int(K), l1 = int(ldb), l2 = int(lda), l3 = int(ldc);
+  if constexpr (std::is_same_v<T, float>) {
+    if (blas && sgemm_ && K > 0) return sgemm_(&fa, &fb, &m, &n, &k, &one, B, &l1, A, &l2,
+                                                &beta, C, &l3);
+  } else {
+    if (blas && dgemm_ && K > 0) return dgemm_(&fa, &fb, &m, &n, &k, &one, B, &l1, A, &l2,
+                                                &beta, C, &l3);
+  }
+  const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  at::Tensor a = at::from_blob(const_cast<T*>(A), {ta ? K : M, ta ? M : K}, {lda, 1}, opts);
+  at::Tensor b = at::from_blob(const_cast<T*>(B), {tb ? N : K, tb ? K : N}, {ldb, 1}, opts);
+  at::Tensor c = at::from_blob(C, {M, N}, {ldc, 1}, opts);
+  at::Tensor prod = at::mm(ta ? a.t() : a, tb ? b.t() : b);
+  if (accumulate) c.add_(prod); else c.copy_(prod);
+}
 
 // Variant flags; must match odyssey/cells/fast.py.
 constexpr int64_t IG = 1;      // input gate
@@ -156,13 +194,14 @@ void step_forward(int64_t B, int64_t H, T* __restrict acts_t, const T* __restric
   }
 }
 
-// One backward step over (B, H). dh: dL/dy_t (output gradient plus recurrent part);
+// One backward step over (B, H). dy_t + dh: dL/dy_t (output gradient, recurrent part);
 // dc: dL/dc_t from step t+1 on entry, dL/dc_{t-1} on exit; dg: FGR's dL/d[i;f;o]_t from
 // step t+1 (B, 3H) or null; dpre_t (B, G*H) receives dL/d(pre-activation).
 template <typename T, int64_t F>
 void step_backward(int64_t B, int64_t H, const T* __restrict acts_t,
                    const T* __restrict c_prev, const T* __restrict c_t,
-                   const T* __restrict hc_t, const T* __restrict dh, T* __restrict dc,
+                   const T* __restrict hc_t, const T* __restrict dy_t,
+                   const T* __restrict dh, T* __restrict dc,
                    const T* __restrict dg, T* __restrict dpre_t, const T* __restrict pi,
                    const T* __restrict pf, const T* __restrict po,
                    at::acc_type<T, false>* __restrict dpi, at::acc_type<T, false>* __restrict dpf,
@@ -174,7 +213,8 @@ void step_backward(int64_t B, int64_t H, const T* __restrict acts_t,
     const T* cp = c_prev + b * H;
     const T* cn = c_t + b * H;
     const T* hc = hc_t + b * H;
-    const T* dy = dh + b * H;
+    const T* dyo = dy_t + b * H;
+    const T* dyr = dh + b * H;
     T* dcb = dc + b * H;
     const T* dgb = L::fgr ? dg + b * 3 * H : nullptr;
     T* d = dpre_t + b * GH;
@@ -186,7 +226,7 @@ void step_backward(int64_t B, int64_t H, const T* __restrict acts_t,
       const T o = L::og ? a[L::ko * H + h] : T(1);
       const T hcv = hc[h];
       const T cprev = cp[h];
-      const T dyv = dy[h];
+      const T dyv = dyo[h] + dyr[h];
       T dc_ = dcb[h] + (L::oact ? dyv * o * (T(1) - hcv * hcv) : dyv * o);
       if constexpr (L::og) {
         T do_ = dyv * hcv;
@@ -287,7 +327,7 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& x_in, const at::Tensor& w
                                      const c10::optional<at::Tensor>& peep_f,
                                      const c10::optional<at::Tensor>& peep_o,
                                      const c10::optional<at::Tensor>& w_gg_in, int64_t flags,
-                                     bool generic) {
+                                     int64_t mode) {
   check_inputs(x_in, w_ih, w_hh_in, bias, flags);
   const at::Tensor x = x_in.contiguous();
   const at::Tensor w_hh = w_hh_in.contiguous();
@@ -314,7 +354,8 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& x_in, const at::Tensor& w
   const at::Tensor w_hh_t = w_hh.t();
   const at::Tensor w_gg_t = fgr ? w_gg.t() : at::Tensor();
 
-  if (!generic && x.device().is_cpu()) {
+  const bool blas = mode == 0;
+  if (mode != 1 && x.device().is_cpu()) {
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "odyssey_lstm_forward", [&] {
       const scalar_t* ppi = pi.defined() ? pi.data_ptr<scalar_t>() : nullptr;
       const scalar_t* ppf = pf.defined() ? pf.data_ptr<scalar_t>() : nullptr;
@@ -324,19 +365,23 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& x_in, const at::Tensor& w
       scalar_t* phc = hc.data_ptr<scalar_t>();
       scalar_t* py = y.data_ptr<scalar_t>();
       const scalar_t* pz = zeros.data_ptr<scalar_t>();
+      const scalar_t* pw_hh = w_hh.data_ptr<scalar_t>();
+      const scalar_t* pw_gg = fgr ? w_gg.data_ptr<scalar_t>() : nullptr;
       dispatch_flags(flags, [&](auto fl) {
         constexpr int64_t Fl = decltype(fl)::value;
         for (int64_t t = 0; t < T; ++t) {
-          at::Tensor acts_t = acts[t];
-          if (t > 0) {
-            acts_t.addmm_(y[t - 1], w_hh_t);
+          scalar_t* acts_t = pacts + t * B * GH;
+          if (t > 0) {  // recurrent products: pre += y' W_hh^T (+ [i;f;o]' W_gg^T for FGR)
+            gemm<scalar_t>(blas, false, true, B, GH, H, py + (t - 1) * B * H, H, pw_hh, H,
+                           true, acts_t, GH);
             if constexpr (bool(Fl & FGR)) {
-              acts_t.narrow(1, H, 3 * H).addmm_(acts[t - 1].narrow(1, H, 3 * H), w_gg_t);
+              gemm<scalar_t>(blas, false, true, B, 3 * H, 3 * H, acts_t - B * GH + H, GH,
+                             pw_gg, 3 * H, true, acts_t + H, GH);
             }
           }
-          step_forward<scalar_t, Fl>(B, H, pacts + t * B * GH,
-                                     t > 0 ? pc + (t - 1) * B * H : pz, pc + t * B * H,
-                                     phc + t * B * H, py + t * B * H, ppi, ppf, ppo);
+          step_forward<scalar_t, Fl>(B, H, acts_t, t > 0 ? pc + (t - 1) * B * H : pz,
+                                     pc + t * B * H, phc + t * B * H, py + t * B * H, ppi,
+                                     ppf, ppo);
         }
       });
     });
@@ -402,7 +447,7 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& dy_in, const at::Tensor&
                                       const c10::optional<at::Tensor>& w_gg_in,
                                       const at::Tensor& y, const at::Tensor& acts,
                                       const at::Tensor& c, const at::Tensor& hc, int64_t flags,
-                                      bool generic) {
+                                      int64_t mode) {
   const at::Tensor x = x_in.contiguous();
   const at::Tensor w_hh = w_hh_in.contiguous();
   const at::Tensor dy = dy_in.contiguous();
@@ -423,10 +468,11 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& dy_in, const at::Tensor&
   if (T > 0 && B > 0) {
     const at::Tensor zeros = at::zeros({B, H}, x.options());
     at::Tensor dc = at::zeros({B, H}, x.options());
-    at::Tensor dh = at::empty({B, H}, x.options());
+    at::Tensor dh = at::zeros({B, H}, x.options());
     at::Tensor dg = fgr ? at::zeros({B, 3 * H}, x.options()) : at::Tensor();
 
-    if (!generic && x.device().is_cpu()) {
+    const bool blas = mode == 0;
+    if (mode != 1 && x.device().is_cpu()) {
       AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "odyssey_lstm_backward", [&] {
         using acc_t = at::acc_type<scalar_t, false>;
         const auto acc_opts = x.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
@@ -442,22 +488,25 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& dy_in, const at::Tensor&
         scalar_t* pdpre = dpre.data_ptr<scalar_t>();
         scalar_t* pdc = dc.data_ptr<scalar_t>();
         scalar_t* pdh = dh.data_ptr<scalar_t>();
-        const scalar_t* pdg = fgr ? dg.data_ptr<scalar_t>() : nullptr;
+        scalar_t* pdg = fgr ? dg.data_ptr<scalar_t>() : nullptr;
+        const scalar_t* pdy = dy.data_ptr<scalar_t>();
+        const scalar_t* pw_hh = w_hh.data_ptr<scalar_t>();
+        const scalar_t* pw_gg = fgr ? w_gg.data_ptr<scalar_t>() : nullptr;
         dispatch_flags(flags, [&](auto fl) {
           constexpr int64_t Fl = decltype(fl)::value;
           for (int64_t t = T - 1; t >= 0; --t) {
-            if (t < T - 1) {
-              at::addmm_out(dh, dy[t], dpre[t + 1], w_hh);
+            if (t < T - 1) {  // dL/dy_t from step t+1: dpre_{t+1} W_hh (and FGR's W_gg)
+              const scalar_t* dnext = pdpre + (t + 1) * B * GH;
+              gemm<scalar_t>(blas, false, false, B, H, GH, dnext, GH, pw_hh, H, false, pdh, H);
               if constexpr (bool(Fl & FGR)) {
-                at::mm_out(dg, dpre[t + 1].narrow(1, H, 3 * H), w_gg);
+                gemm<scalar_t>(blas, false, false, B, 3 * H, 3 * H, dnext + H, GH, pw_gg,
+                               3 * H, false, pdg, 3 * H);
               }
-            } else {
-              dh.copy_(dy[t]);
             }
             step_backward<scalar_t, Fl>(
                 B, H, pacts + t * B * GH, t > 0 ? pc + (t - 1) * B * H : pz, pc + t * B * H,
-                phc + t * B * H, pdh, pdc, pdg, pdpre + t * B * GH, ppi, ppf, ppo,
-                api.data_ptr<acc_t>(), apf.data_ptr<acc_t>(), apo.data_ptr<acc_t>());
+                phc + t * B * H, pdy + t * B * H, pdh, pdc, pdg, pdpre + t * B * GH, ppi, ppf,
+                ppo, api.data_ptr<acc_t>(), apf.data_ptr<acc_t>(), apo.data_ptr<acc_t>());
           }
         });
         if (dpi.defined()) dpi.copy_(api);
@@ -548,11 +597,11 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& dy_in, const at::Tensor&
 
 TORCH_LIBRARY(odyssey_lstm, m) {
   m.def("forward(Tensor x, Tensor weight_ih, Tensor weight_hh, Tensor bias, Tensor? peephole_i,"
-        " Tensor? peephole_f, Tensor? peephole_o, Tensor? weight_gg, int flags, bool generic)"
+        " Tensor? peephole_f, Tensor? peephole_o, Tensor? weight_gg, int flags, int mode)"
         " -> Tensor[]");
   m.def("backward(Tensor dy, Tensor x, Tensor weight_ih, Tensor weight_hh, Tensor? peephole_i,"
         " Tensor? peephole_f, Tensor? peephole_o, Tensor? weight_gg, Tensor y, Tensor acts,"
-        " Tensor c, Tensor hc, int flags, bool generic) -> Tensor[]");
+        " Tensor c, Tensor hc, int flags, int mode) -> Tensor[]");
   m.impl("forward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(lstm_forward));
   m.impl("backward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(lstm_backward));
 }
