@@ -40,7 +40,7 @@ def flags(s: VariantSpec) -> int:
 
 def _cflags() -> list[str]:
     """-O3, plus AVX2/FMA where this CPU has them (the build is for this machine only)."""
-    out = ["-O3"]
+    out = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
     try:
         cpu = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -17,6 +17,7 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -80,7 +81,7 @@ constexpr int64_t FGR = 128;   // full gate recurrence
 // 2^n through the exponent bits; only arithmetic and integer ops, so GCC vectorises it.
 // Accurate to a few ulp, well inside the tests' tolerances against torch's own exp.
 inline float vexp(float x) {
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  x = std::min(std::max(x, -87.0f), 88.0f);
   const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   float n = x * 1.44269504088896341f + shifter;
   n -= shifter;
@@ -100,7 +101,7 @@ inline float vexp(float x) {
 }
 
 inline double vexp(double x) {
-  x = x < -708.0 ? -708.0 : (x > 709.0 ? 709.0 : x);
+  x = std::min(std::max(x, -708.0), 709.0);
   const double shifter = 6755399441055744.0;  // 1.5 * 2^52
   double n = x * 1.4426950408889634074 + shifter;
   n -= shifter;
@@ -131,10 +132,8 @@ inline T sigm(T x) {
 template <typename T>
 inline T tanh_(T x) {
   // tanh(x) = sign(x) (1 - e) / (1 + e), e = exp(-2|x|): stable for large |x|
-  const T a = x < T(0) ? -x : x;
-  const T e = vexp(T(-2) * a);
-  const T t = (T(1) - e) / (T(1) + e);
-  return x < T(0) ? -t : t;
+  const T e = vexp(T(-2) * std::abs(x));
+  return std::copysign((T(1) - e) / (T(1) + e), x);
 }
 
 template <int64_t F>
@@ -147,46 +146,58 @@ struct Layout {
   static constexpr int G = 1 + ig + fg + og;
 };
 
+// Gate block k of row b: rows are G*H long, block k starts at k*H (null if absent).
+template <typename T>
+inline T* block(T* base, int64_t b, int64_t GH, int k, int64_t H) {
+  return k < 0 ? nullptr : base + b * GH + k * H;
+}
+
 // One forward step over (B, H): acts_t holds pre-activations on entry, activations on exit.
+// The inner loop has unit-stride accesses only and no branches, so GCC vectorises it.
 template <typename T, int64_t F>
-void step_forward(int64_t B, int64_t H, T* __restrict acts_t, const T* __restrict c_prev,
+void step_forward(int64_t B, int64_t H, T* acts_t, const T* __restrict c_prev,
                   T* __restrict c_t, T* __restrict hc_t, T* __restrict y_t,
                   const T* __restrict pi, const T* __restrict pf, const T* __restrict po) {
   using L = Layout<F>;
   const int64_t GH = L::G * H;
   for (int64_t b = 0; b < B; ++b) {
-    T* a = acts_t + b * GH;
-    const T* cp = c_prev + b * H;
-    T* cn = c_t + b * H;
-    T* hc = hc_t + b * H;
-    T* y = y_t + b * H;
+    T* __restrict az = block(acts_t, b, GH, 0, H);
+    T* __restrict ai = block(acts_t, b, GH, L::ki, H);
+    T* __restrict af = block(acts_t, b, GH, L::kf, H);
+    T* __restrict ao = block(acts_t, b, GH, L::ko, H);
+    const T* __restrict cp = c_prev + b * H;
+    T* __restrict cn = c_t + b * H;
+    T* __restrict hc = hc_t + b * H;
+    T* __restrict y = y_t + b * H;
 #pragma GCC ivdep
     for (int64_t h = 0; h < H; ++h) {
-      const T z = L::iact ? tanh_(a[h]) : a[h];
+      T z = az[h];
+      if constexpr (L::iact) z = tanh_(z);
       T i = T(1), f = T(1), o = T(1);
       if constexpr (L::ig) {
-        T pre = a[L::ki * H + h];
+        T pre = ai[h];
         if constexpr (L::peep) pre += pi[h] * cp[h];
         i = sigm(pre);
       }
       if constexpr (L::cpl) {
         f = T(1) - i;
       } else if constexpr (L::fg) {
-        T pre = a[L::kf * H + h];
+        T pre = af[h];
         if constexpr (L::peep) pre += pf[h] * cp[h];
         f = sigm(pre);
       }
       const T c = z * i + cp[h] * f;
       if constexpr (L::og) {
-        T pre = a[L::ko * H + h];
+        T pre = ao[h];
         if constexpr (L::peep) pre += po[h] * c;  // the output gate peeps at the new c
         o = sigm(pre);
       }
-      const T hcv = L::oact ? tanh_(c) : c;
-      a[h] = z;
-      if constexpr (L::ig) a[L::ki * H + h] = i;
-      if constexpr (L::fg) a[L::kf * H + h] = f;
-      if constexpr (L::og) a[L::ko * H + h] = o;
+      T hcv = c;
+      if constexpr (L::oact) hcv = tanh_(c);
+      az[h] = z;
+      if constexpr (L::ig) ai[h] = i;
+      if constexpr (L::fg) af[h] = f;
+      if constexpr (L::og) ao[h] = o;
       cn[h] = c;
       hc[h] = hcv;
       y[h] = hcv * o;
@@ -196,57 +207,69 @@ void step_forward(int64_t B, int64_t H, T* __restrict acts_t, const T* __restric
 
 // One backward step over (B, H). dy_t + dh: dL/dy_t (output gradient, recurrent part);
 // dc: dL/dc_t from step t+1 on entry, dL/dc_{t-1} on exit; dg: FGR's dL/d[i;f;o]_t from
-// step t+1 (B, 3H) or null; dpre_t (B, G*H) receives dL/d(pre-activation).
+// step t+1 (B, 3H) or null; dpre_t (B, G*H) receives dL/d(pre-activation); dpi/dpf/dpo
+// accumulate the peephole gradients.
 template <typename T, int64_t F>
-void step_backward(int64_t B, int64_t H, const T* __restrict acts_t,
-                   const T* __restrict c_prev, const T* __restrict c_t,
-                   const T* __restrict hc_t, const T* __restrict dy_t,
-                   const T* __restrict dh, T* __restrict dc,
-                   const T* __restrict dg, T* __restrict dpre_t, const T* __restrict pi,
-                   const T* __restrict pf, const T* __restrict po,
-                   at::acc_type<T, false>* __restrict dpi, at::acc_type<T, false>* __restrict dpf,
-                   at::acc_type<T, false>* __restrict dpo) {
+void step_backward(int64_t B, int64_t H, const T* acts_t, const T* __restrict c_prev,
+                   const T* __restrict c_t, const T* __restrict hc_t,
+                   const T* __restrict dy_t, const T* __restrict dh, T* __restrict dc,
+                   const T* dg, T* dpre_t, const T* __restrict pi, const T* __restrict pf,
+                   const T* __restrict po, T* __restrict dpi, T* __restrict dpf,
+                   T* __restrict dpo) {
   using L = Layout<F>;
   const int64_t GH = L::G * H;
   for (int64_t b = 0; b < B; ++b) {
-    const T* a = acts_t + b * GH;
-    const T* cp = c_prev + b * H;
-    const T* cn = c_t + b * H;
-    const T* hc = hc_t + b * H;
-    const T* dyo = dy_t + b * H;
-    const T* dyr = dh + b * H;
-    T* dcb = dc + b * H;
-    const T* dgb = L::fgr ? dg + b * 3 * H : nullptr;
-    T* d = dpre_t + b * GH;
+    const T* __restrict az = block(acts_t, b, GH, 0, H);
+    const T* __restrict ai = block(acts_t, b, GH, L::ki, H);
+    const T* __restrict af = block(acts_t, b, GH, L::kf, H);
+    const T* __restrict ao = block(acts_t, b, GH, L::ko, H);
+    T* __restrict dz_ = block(dpre_t, b, GH, 0, H);
+    T* __restrict di_ = block(dpre_t, b, GH, L::ki, H);
+    T* __restrict df_ = block(dpre_t, b, GH, L::kf, H);
+    T* __restrict do_ = block(dpre_t, b, GH, L::ko, H);
+    const T* __restrict gi = L::fgr ? dg + b * 3 * H : nullptr;
+    const T* __restrict gf = L::fgr ? gi + H : nullptr;
+    const T* __restrict go = L::fgr ? gi + 2 * H : nullptr;
+    const T* __restrict cp = c_prev + b * H;
+    const T* __restrict cn = c_t + b * H;
+    const T* __restrict hc = hc_t + b * H;
+    const T* __restrict dyo = dy_t + b * H;
+    const T* __restrict dyr = dh + b * H;
+    T* __restrict dcb = dc + b * H;
 #pragma GCC ivdep
     for (int64_t h = 0; h < H; ++h) {
-      const T z = a[h];
-      const T i = L::ig ? a[L::ki * H + h] : T(1);
-      const T f = L::fg ? a[L::kf * H + h] : (L::cpl ? T(1) - i : T(1));
-      const T o = L::og ? a[L::ko * H + h] : T(1);
+      const T z = az[h];
+      T i = T(1), f = T(1), o = T(1);
+      if constexpr (L::ig) i = ai[h];
+      if constexpr (L::fg) f = af[h];
+      if constexpr (L::cpl) f = T(1) - i;
+      if constexpr (L::og) o = ao[h];
       const T hcv = hc[h];
       const T cprev = cp[h];
       const T dyv = dyo[h] + dyr[h];
-      T dc_ = dcb[h] + (L::oact ? dyv * o * (T(1) - hcv * hcv) : dyv * o);
+      T dc_ = dyv * o;
+      if constexpr (L::oact) dc_ *= T(1) - hcv * hcv;
+      dc_ += dcb[h];
       if constexpr (L::og) {
-        T do_ = dyv * hcv;
-        if constexpr (L::fgr) do_ += dgb[2 * H + h];
-        const T dao = do_ * o * (T(1) - o);
-        d[L::ko * H + h] = dao;
+        T dov = dyv * hcv;
+        if constexpr (L::fgr) dov += go[h];
+        const T dao = dov * o * (T(1) - o);
+        do_[h] = dao;
         if constexpr (L::peep) {
           dc_ += dao * po[h];
           dpo[h] += dao * cn[h];
         }
       }
       T dcp = dc_ * f;
-      const T dz = dc_ * i;
-      d[h] = L::iact ? dz * (T(1) - z * z) : dz;
+      T dz = dc_ * i;
+      if constexpr (L::iact) dz *= T(1) - z * z;
+      dz_[h] = dz;
       if constexpr (L::ig) {
         T di = dc_ * z;
         if constexpr (L::cpl) di -= dc_ * cprev;
-        if constexpr (L::fgr) di += dgb[h];
+        if constexpr (L::fgr) di += gi[h];
         const T dai = di * i * (T(1) - i);
-        d[L::ki * H + h] = dai;
+        di_[h] = dai;
         if constexpr (L::peep) {
           dcp += dai * pi[h];
           dpi[h] += dai * cprev;
@@ -254,9 +277,9 @@ void step_backward(int64_t B, int64_t H, const T* __restrict acts_t,
       }
       if constexpr (L::fg) {
         T df = dc_ * cprev;
-        if constexpr (L::fgr) df += dgb[H + h];
+        if constexpr (L::fgr) df += gf[h];
         const T daf = df * f * (T(1) - f);
-        d[L::kf * H + h] = daf;
+        df_[h] = daf;
         if constexpr (L::peep) {
           dcp += daf * pf[h];
           dpf[h] += daf * cprev;
@@ -478,6 +501,14 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& dy_in, const at::Tensor&
         const auto acc_opts = x.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
         at::Tensor api = at::zeros({H}, acc_opts), apf = at::zeros({H}, acc_opts);
         at::Tensor apo = at::zeros({H}, acc_opts);
+        // peephole sums over a few steps in scalar_t (vectorised), then in acc_t
+        constexpr int64_t kFlush = 8;
+        at::Tensor spi = at::zeros({H}, x.options()), spf = at::zeros({H}, x.options());
+        at::Tensor spo = at::zeros({H}, x.options());
+        scalar_t *pspi = spi.data_ptr<scalar_t>(), *pspf = spf.data_ptr<scalar_t>();
+        scalar_t* pspo = spo.data_ptr<scalar_t>();
+        acc_t *papi = api.data_ptr<acc_t>(), *papf = apf.data_ptr<acc_t>();
+        acc_t* papo = apo.data_ptr<acc_t>();
         const scalar_t* ppi = pi.defined() ? pi.data_ptr<scalar_t>() : nullptr;
         const scalar_t* ppf = pf.defined() ? pf.data_ptr<scalar_t>() : nullptr;
         const scalar_t* ppo = po.defined() ? po.data_ptr<scalar_t>() : nullptr;
@@ -506,7 +537,13 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& dy_in, const at::Tensor&
             step_backward<scalar_t, Fl>(
                 B, H, pacts + t * B * GH, t > 0 ? pc + (t - 1) * B * H : pz, pc + t * B * H,
                 phc + t * B * H, pdy + t * B * H, pdh, pdc, pdg, pdpre + t * B * GH, ppi, ppf,
-                ppo, api.data_ptr<acc_t>(), apf.data_ptr<acc_t>(), apo.data_ptr<acc_t>());
+                ppo, pspi, pspf, pspo);
+            if (peep && (t % kFlush == 0)) {  // fold the step sums into acc_t totals
+              for (int64_t h = 0; h < H; ++h) {
+                papi[h] += pspi[h], papf[h] += pspf[h], papo[h] += pspo[h];
+                pspi[h] = pspf[h] = pspo[h] = scalar_t(0);
+              }
+            }
           }
         });
         if (dpi.defined()) dpi.copy_(api);
