@@ -1,7 +1,8 @@
-"""Fast kernels behind `build_layer(impl="auto")`: a C++ extension for the LSTM family and
-PyTorch's own RNN kernels for the GRU and the tanh RNN.
+"""Fast kernels behind `build_layer(impl="auto")`: a C++ extension for all eleven cells.
 
-The extension (csrc/lstm_family.cpp) runs the whole time loop and its backward pass in C++;
+The extension (csrc/lstm_family.cpp) runs the whole time loop and its backward pass in C++
+(LSTM family on any device through ATen, GRU and RNN on the CPU; elsewhere these two use
+PyTorch's own kernels);
 it is compiled with `torch.utils.cpp_extension.load` on first use and cached by PyTorch
 (under $TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions). Where no compiler is found
 or the build fails, "auto" warns once and falls back to the reference loops.
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import reference
 from .variants import VariantSpec
 
 # Variant flags; must match the constants in csrc/lstm_family.cpp.
@@ -80,7 +82,7 @@ def extension(required: bool = False) -> Any | None:
                 _state["ops"] = _build()
             except Exception as exc:  # any build failure means: use the reference loops
                 _state["error"] = exc
-                first = (str(exc).strip().splitlines() or [""])[0]
+                first = (str(exc).strip().splitlines() or [""])[0][:160]
                 warnings.warn(
                     "odyssey: could not build the fast LSTM-family kernels "
                     f"({type(exc).__name__}: {first}); using the slower reference "
@@ -140,19 +142,73 @@ def lstm_sequence(s: VariantSpec, x: Tensor, weight_ih: Tensor, weight_hh: Tenso
                              peep.get("i"), peep.get("f"), peep.get("o"), weight_gg)
 
 
-def gru_sequence(x: Tensor, weight_ih: Tensor, weight_hh: Tensor,
-                 bias_ih: Tensor, bias_hh: Tensor) -> Tensor:
-    """`reference.gru_sequence` through PyTorch's own GRU kernel (same parameterisation)."""
-    h0 = x.new_zeros(1, x.shape[1], weight_hh.shape[1])
-    y, _ = torch._VF.gru(x, h0, [weight_ih, weight_hh, bias_ih, bias_hh], True, 1, 0.0,
-                         torch.is_grad_enabled(), False, False)
+class _GRU(torch.autograd.Function):
+    """The C++ GRU recurrence (CPU); forward saves gate activations and W_hn h' + b_hn."""
+
+    @staticmethod
+    def forward(ctx: Any, mode: int, x: Tensor, weight_ih: Tensor, weight_hh: Tensor,
+                bias_ih: Tensor, bias_hh: Tensor) -> Tensor:
+        y, acts, hn = extension(required=True).gru_forward(x, weight_ih, weight_hh, bias_ih,
+                                                           bias_hh, mode)
+        ctx.mode = mode
+        ctx.save_for_backward(x, weight_ih, weight_hh, y, acts, hn)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
+        x, w_ih, w_hh, y, acts, hn = ctx.saved_tensors
+        grads = extension(required=True).gru_backward(dy, x, w_ih, w_hh, y, acts, hn, ctx.mode)
+        return (None, *grads)
+
+
+class _RNN(torch.autograd.Function):
+    """The C++ tanh-RNN recurrence (CPU); forward saves the outputs."""
+
+    @staticmethod
+    def forward(ctx: Any, mode: int, x: Tensor, weight_ih: Tensor, weight_hh: Tensor,
+                bias_ih: Tensor, bias_hh: Tensor) -> Tensor:
+        (y,) = extension(required=True).rnn_forward(x, weight_ih, weight_hh, bias_ih, bias_hh,
+                                                    mode)
+        ctx.mode = mode
+        ctx.save_for_backward(x, weight_ih, weight_hh, y)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
+        x, w_ih, w_hh, y = ctx.saved_tensors
+        grads = extension(required=True).rnn_backward(dy, x, w_ih, w_hh, y, ctx.mode)
+        return (None, *grads)
+
+
+def _torch_params_sequence(kind: str, x: Tensor, weights: list[Tensor], mode: str) -> Tensor:
+    """GRU / tanh RNN over x: the C++ kernels on the CPU, PyTorch's own elsewhere."""
+    if mode not in (*_MODES, "torch") or mode == "generic":
+        raise ValueError(f"unknown mode {mode!r}; expected fast, aten-mm or torch")
+    if mode != "torch" and x.device.type == "cpu":
+        fn = _GRU if kind == "gru" else _RNN
+        return fn.apply(_MODES[mode], x, *weights)
+    if x.shape[0] == 0 or x.shape[1] == 0:  # PyTorch's kernels refuse empty input
+        return (reference.gru_sequence if kind == "gru" else reference.rnn_sequence)(x, *weights)
+    h0 = x.new_zeros(1, x.shape[1], weights[1].shape[1])
+    run = torch._VF.gru if kind == "gru" else torch._VF.rnn_tanh
+    y, _ = run(x, h0, weights, True, 1, 0.0, torch.is_grad_enabled(), False, False)
     return y
 
 
-def rnn_sequence(x: Tensor, weight_ih: Tensor, weight_hh: Tensor,
-                 bias_ih: Tensor, bias_hh: Tensor) -> Tensor:
-    """`reference.rnn_sequence` through PyTorch's own tanh-RNN kernel."""
-    h0 = x.new_zeros(1, x.shape[1], weight_hh.shape[1])
-    y, _ = torch._VF.rnn_tanh(x, h0, [weight_ih, weight_hh, bias_ih, bias_hh], True, 1, 0.0,
-                              torch.is_grad_enabled(), False, False)
-    return y
+def gru_sequence(x: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor,
+                 bias_hh: Tensor, *, mode: str = "fast") -> Tensor:
+    """Same contract as `reference.gru_sequence` (nn.GRU's parameterisation).
+
+    `mode`: "fast" (C++ loops, BLAS called directly), "aten-mm" (C++ loops, ATen matrix
+    products) or "torch" (PyTorch's own GRU kernel, which non-CPU devices always take).
+    """
+    return _torch_params_sequence("gru", x, [weight_ih, weight_hh, bias_ih, bias_hh], mode)
+
+
+def rnn_sequence(x: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor,
+                 bias_hh: Tensor, *, mode: str = "fast") -> Tensor:
+    """Same contract as `reference.rnn_sequence` (nn.RNN's parameterisation); `mode` as for
+    `gru_sequence`."""
+    return _torch_params_sequence("rnn", x, [weight_ih, weight_hh, bias_ih, bias_hh], mode)

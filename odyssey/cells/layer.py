@@ -93,15 +93,16 @@ class TorchParamCell(nn.Module):
     def sequence(self, x: Tensor) -> Tensor:
         """y (T, B, H) for x (T, B, I), all sequences starting at t = 0.
 
-        The fast path is PyTorch's own GRU / tanh-RNN kernel (same parameterisation).
+        The fast path is the C++ kernel on the CPU and PyTorch's own GRU / tanh-RNN kernel
+        on other devices or where the extension cannot be built (same parameterisation).
         """
-        fast_ok = self.impl != "reference" and x.shape[0] > 0 and x.shape[1] > 0
         gru = self.spec.family == "gru"
-        if fast_ok:
-            run = fast.gru_sequence if gru else fast.rnn_sequence
-        else:
-            run = reference.gru_sequence if gru else reference.rnn_sequence
-        return run(x, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        args = (x, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        if self.impl == "reference":
+            return (reference.gru_sequence if gru else reference.rnn_sequence)(*args)
+        # without the extension ("auto" only), PyTorch's kernels beat the reference loop
+        mode = "fast" if _use_fast(self.impl) else "torch"
+        return (fast.gru_sequence if gru else fast.rnn_sequence)(*args, mode=mode)
 
 
 class RecurrentLayer(nn.Module):

@@ -83,6 +83,29 @@ def test_other_paths_equal_reference(variant):
 
 
 @needs_ext
+@pytest.mark.parametrize("kind", ["gru", "rnn"])
+def test_gru_rnn_paths_equal_reference(kind):
+    """C++ GRU / RNN (BLAS and ATen products) and PyTorch's kernels against the reference."""
+    torch.manual_seed(0)
+    cell = build_layer(kind, 4, 5, impl="reference", init_std=0.5).double().directions[0]
+    params = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
+    x = torch.randn(6, 3, 4, dtype=torch.float64, requires_grad=True)
+    dy = torch.randn(6, 3, 5, dtype=torch.float64)
+    ref = getattr(reference, f"{kind}_sequence")
+    fst = getattr(fast, f"{kind}_sequence")
+    outs = []
+    for run in (ref, *(lambda *a, m=m: fst(*a, mode=m) for m in ("fast", "aten-mm", "torch"))):
+        y = run(x, *params)
+        outs.append((y, *torch.autograd.grad(y, [x, *params], dy)))
+    for other in outs[1:]:
+        for a, b in zip(outs[0], other, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+    x3 = torch.randn(4, 2, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, *p: fst(x, *p), (x3, *params), eps=1e-6,
+                                    atol=1e-7)
+
+
+@needs_ext
 @pytest.mark.parametrize("variant", LSTM_FAMILY)
 def test_gradcheck(variant):
     """Analytic gradients of the C++ backward against finite differences (float64)."""
