@@ -84,7 +84,7 @@ def extension(required: bool = False) -> Any | None:
                 _state["error"] = exc
                 first = (str(exc).strip().splitlines() or [""])[0][:160]
                 warnings.warn(
-                    "odyssey: could not build the fast LSTM-family kernels "
+                    "odyssey: could not build the fast recurrent kernels "
                     f"({type(exc).__name__}: {first}); using the slower reference "
                     "implementation instead. Install a C++ compiler (g++) and ninja to get "
                     "them; impl='cpp' raises the full error.", RuntimeWarning, stacklevel=3)
