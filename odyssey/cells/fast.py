@@ -1,11 +1,11 @@
 """Fast kernels behind `build_layer(impl="auto")`: a C++ extension for all eleven cells.
 
 The extension (csrc/lstm_family.cpp) runs the whole time loop and its backward pass in C++
-(LSTM family on any device through ATen, GRU and RNN on the CPU; elsewhere these two use
-PyTorch's own kernels);
-it is compiled with `torch.utils.cpp_extension.load` on first use and cached by PyTorch
-(under $TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions). Where no compiler is found
-or the build fails, "auto" warns once and falls back to the reference loops.
+(the LSTM family on any device, through ATen ops off the CPU; GRU and RNN on the CPU, with
+PyTorch's own kernels elsewhere). It is compiled with `torch.utils.cpp_extension.load` on
+first use and cached by PyTorch (under $TORCH_EXTENSIONS_DIR, default
+~/.cache/torch_extensions). Where no compiler is found or the build fails, "auto" warns once
+and falls back to the reference loops (PyTorch's kernels for GRU and RNN).
 """
 
 from __future__ import annotations
@@ -73,8 +73,8 @@ def _build() -> Any:
 
 
 def extension(required: bool = False) -> Any | None:
-    """The compiled ops, building them on first call; None (after one warning) if the build
-    fails, or a RuntimeError when `required`."""
+    """The compiled ops (torch.ops.odyssey_lstm), building them on first call; None (after
+    one warning) if the build fails, or a RuntimeError when `required`."""
     with _lock:
         if not _state["tried"]:
             _state["tried"] = True
@@ -86,8 +86,9 @@ def extension(required: bool = False) -> Any | None:
                 warnings.warn(
                     "odyssey: could not build the fast recurrent kernels "
                     f"({type(exc).__name__}: {first}); using the slower reference "
-                    "implementation instead. Install a C++ compiler (g++) and ninja to get "
-                    "them; impl='cpp' raises the full error.", RuntimeWarning, stacklevel=3)
+                    "implementation instead (PyTorch's own kernels for GRU and RNN). Install "
+                    "a C++ compiler (g++) and ninja to get them; impl='cpp' raises the full "
+                    "error.", RuntimeWarning, stacklevel=3)
     if _state["ops"] is None and required:
         raise RuntimeError(f"the fast kernels are unavailable: {_state['error']}")
     return _state["ops"]

@@ -1,5 +1,6 @@
-// Fused LSTM-family recurrence (Odyssey, DESIGN §2): the whole time loop and its backward
-// pass in C++, for the vanilla LSTM and its eight one-change variants.
+// Fused recurrences (Odyssey, DESIGN §2): the whole time loop and its backward pass in C++,
+// for the vanilla LSTM and its eight one-change variants, and for the GRU and tanh RNN in
+// PyTorch's parameterisation (at the end of the file).
 //
 // Why by hand: PyTorch fuses only the peephole-free LSTM (nn.LSTM); a per-step Python cell
 // pays ~10 ATen dispatches per step forward and as many autograd nodes backward, which
