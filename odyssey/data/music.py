@@ -18,6 +18,7 @@ top of it, both with the manifests of `odyssey.data.cache`.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import math
 import multiprocessing
@@ -208,17 +209,19 @@ def chorale_names() -> list[str]:
 
 # -- the parsed music21 corpus (cache level 1) ------------------------------------------------
 def _versions() -> dict[str, str]:
-    import music21
-
-    return {"music21": music21.__version__, "numpy": np.__version__,
+    return {"music21": _music21_version(), "numpy": np.__version__,
             "python": platform.python_version(), "roll_format": str(ROLL_FORMAT)}
+
+
+def _music21_version() -> str:
+    """The installed music21's version, read without importing it (that takes a second)."""
+    return importlib.metadata.version("music21")
 
 
 def parsed_stem() -> Path:
     """Cache stem of every chorale's untransposed roll, one per music21 version."""
-    import music21
-
-    return datasets_dir() / "music" / f"music21-chorales-{music21.__version__}-r{ROLL_FORMAT}"
+    version = _music21_version().replace(".", "_")  # no dots: the stem takes suffixes
+    return datasets_dir() / "music" / f"music21-chorales-{version}-r{ROLL_FORMAT}"
 
 
 def parse_corpus(names: list[str], workers: int = 2, log: Callable[[str], None] = print
@@ -449,7 +452,7 @@ def _stale(stem: Path, log: Callable[[str], None]) -> bool:
         return False  # `cached` reports and rebuilds it
     if manifest is None:
         return False
-    if parsed is None or parsed.get("sha256") != manifest.get("parsed_sha256"):
+    if parsed is not None and parsed.get("sha256") != manifest.get("parsed_sha256"):
         log(f"{stem.with_suffix('.json')}: the parsed chorales changed, rebuilding")
         return True
     return False
@@ -492,7 +495,7 @@ def info(cfg: Mapping[str, Any]) -> dict:
     """What `odyssey-data info music` prints; the corpus must have been built."""
     opts = options_from_config(cfg)
     stem = corpus_stem(opts)
-    if load_manifest(stem) is None:
+    if not stem.with_suffix(".json").exists():  # a damaged cache is rebuilt below
         raise RuntimeError(f"music corpus not built ({stem.with_suffix('.json')} missing); "
                            "run: odyssey-data build music")
     arrays, manifest = load_corpus(opts)

@@ -301,3 +301,19 @@ def test_full_music21_build_on_two_processes(datasets):
     assert (manifest["iterator_entries"], manifest["files"]) == (371, 350)
     info = music.info({"name": "music", "workers": 2})
     assert info["frequency_baseline_test"]["nll"] > 0
+
+
+def test_show_draws_training_rolls(tmp_path, datasets):
+    path = write_pickle(tmp_path / "JSB_Chorales.pickle", SMALL)
+    cfg = {"name": "music", "source": "jsb_pickle", "path": str(path)}
+    out = music.show(cfg, n=2, out=tmp_path / "rolls.png")
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_info_rebuilds_a_damaged_cache(tmp_path, datasets):
+    path = write_pickle(tmp_path / "JSB_Chorales.pickle", SMALL)
+    cfg = {"name": "music", "source": "jsb_pickle", "path": str(path)}
+    music.build(cfg)
+    stem = music.corpus_stem(music.options_from_config(cfg))
+    stem.with_suffix(".json").write_text("{ not json")
+    assert music.info(cfg)["test"]["sequences"] == 2
