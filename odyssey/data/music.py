@@ -363,7 +363,7 @@ def corpus_stem(opts: MusicOptions) -> Path:
         name = "jsb_pickle"
     else:
         key = {"transpose": opts.transpose, "seed": opts.seed,
-               "fractions": list(opts.fractions)}
+               "fractions": list(opts.fractions), "music21": _music21_version()}
         name = f"music21-{'C' if opts.transpose else 'orig'}-seed{opts.seed}"
     key["roll_format"] = ROLL_FORMAT
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
@@ -389,6 +389,10 @@ def _build_music21(opts: MusicOptions, reparse: bool, log: Callable[[str], None]
             seen[digest] = ids[k]
             keep.append(k)
     split = split_indices(len(keep), opts.fractions, opts.seed)
+    empty = [s for s, idx in split.items() if len(idx) == 0]
+    if empty:
+        raise ValueError(f"music21 corpus: {len(keep)} chorales leave split(s) {empty} empty "
+                         f"with fractions {list(opts.fractions)}")
     arrays = {s: [rolls[keep[i]] for i in idx] for s, idx in split.items()}
     manifest = {
         "source": "music21", "options": asdict(opts),

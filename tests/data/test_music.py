@@ -289,6 +289,9 @@ def test_music21_source_on_a_few_chorales(datasets, monkeypatch):
         for roll in rolls[split]:
             assert roll.dtype == np.uint8 and roll.shape[1] == 88 and len(roll) > 10
             assert roll.sum(1).max() <= 4  # four voices
+    tiny = music.MusicOptions.from_mapping({"fractions": [0.98, 0.01, 0.01]})
+    with pytest.raises(ValueError, match=r"5 chorales leave split\(s\) \['valid', 'test'\]"):
+        music.load_corpus(tiny, log=lambda m: None)
 
 
 @pytest.mark.slow
