@@ -320,3 +320,28 @@ def test_info_rebuilds_a_damaged_cache(tmp_path, datasets):
     stem = music.corpus_stem(music.options_from_config(cfg))
     stem.with_suffix(".json").write_text("{ not json")
     assert music.info(cfg)["test"]["sequences"] == 2
+
+
+def test_concurrent_loads_build_once(tmp_path, datasets, monkeypatch):
+    import threading
+    import time
+
+    path = write_pickle(tmp_path / "JSB_Chorales.pickle", SMALL)
+    opts = music.MusicOptions.from_mapping({"source": "jsb_pickle", "path": str(path)})
+    builds = []
+    real = music._build_pickle
+
+    def slow_build(o):
+        builds.append(1)
+        time.sleep(0.3)  # long enough for the other workers to arrive meanwhile
+        return real(o)
+
+    monkeypatch.setattr(music, "_build_pickle", slow_build)
+    results = []
+    workers = [threading.Thread(target=lambda: results.append(music.load_corpus(opts)))
+               for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(builds) == 1 and len(results) == 3
