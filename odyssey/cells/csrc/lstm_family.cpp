@@ -485,7 +485,7 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& dy_in, const at::Tensor&
   const at::Tensor po = peep_or_empty(peep_o, peep && og, H, x, "peephole_o");
   const at::Tensor w_gg = fgr ? w_gg_in->contiguous() : at::Tensor();
 
-  at::Tensor dpre = at::zeros({T, B, GH}, x.options());
+  at::Tensor dpre = at::empty({T, B, GH}, x.options());  // every block is written
   at::Tensor dpi = pi.defined() ? at::zeros({H}, x.options()) : at::Tensor();
   at::Tensor dpf = pf.defined() ? at::zeros({H}, x.options()) : at::Tensor();
   at::Tensor dpo = po.defined() ? at::zeros({H}, x.options()) : at::Tensor();
