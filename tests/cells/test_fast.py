@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import pytest
 import torch
 
@@ -9,7 +12,9 @@ from odyssey.cells import LSTM_FAMILY, VARIANTS, build_layer, fast, reference, s
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 
-needs_ext = pytest.mark.skipif(not fast.available(), reason="C++ extension could not be built")
+# Skipped only where no compiler exists; with one, a broken build fails these tests.
+needs_ext = pytest.mark.skipif(shutil.which(os.environ.get("CXX", "c++")) is None,
+                               reason="no C++ compiler to build the fast kernels")
 
 
 def _pair(variant: str, bidirectional: bool, dtype: torch.dtype, impl: str = "cpp",
