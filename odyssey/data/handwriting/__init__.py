@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import time
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from joblib import Parallel, delayed
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError
 from tqdm import tqdm
@@ -64,6 +63,9 @@ def _key_options(cfg: DictConfig) -> dict:
     """The options that determine the corpus's content (not how fast it is built)."""
     section = OmegaConf.to_container(cfg[cfg.source], resolve=True)
     section.pop("workers", None)
+    for key in ("variation", "valid_fraction", "test_fraction"):  # 2 and 2.0: one corpus
+        if isinstance(section.get(key), int | float) and not isinstance(section[key], bool):
+            section[key] = float(section[key])
     if cfg.source == "iamondb":
         if not section.get("root"):
             raise ValueError("handwriting: source=iamondb needs iamondb.root, the folder of "
@@ -171,22 +173,15 @@ def build_hershey(cfg: DictConfig) -> tuple[dict[str, list[np.ndarray]], dict]:
     workers = max(1, int(h.workers))
     lines: dict[str, list[InkLine]] = {name: [] for name in SPLITS}
     writers: dict[str, list[dict]] = {name: [] for name in SPLITS}
-    progress = tqdm(total=len(jobs), desc="handwriting: writers", unit="writer")
-    if workers == 1:
-        results = map(_hershey_job, jobs)
-        pool = None
-    else:
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        results = pool.map(_hershey_job, jobs, chunksize=2)
-    try:
-        for job, (writer, wl) in zip(jobs, results, strict=True):
-            lines[job[1]] += wl
-            writers[job[1]].append(writer)
-            progress.update()
-    finally:
-        progress.close()
-        if pool is not None:
-            pool.shutdown()
+    # joblib's loky workers never re-run the caller's __main__ script (multiprocessing's
+    # spawn does), so a build started from an unguarded script or a notebook is safe.
+    results = (map(_hershey_job, jobs) if workers == 1 else
+               Parallel(n_jobs=workers, return_as="generator", batch_size=2)(
+                   delayed(_hershey_job)(job) for job in jobs))
+    for job, (writer, wl) in tqdm(zip(jobs, results, strict=True), total=len(jobs),
+                                  desc="handwriting: writers", unit="writer"):
+        lines[job[1]] += wl
+        writers[job[1]].append(writer)
     arrays, manifest = _pack(lines, CHARSET, cfg.feature)
     manifest["writer_styles"] = writers
     manifest["versions"] = _versions("Hershey-Fonts", "wordfreq", "numpy")
