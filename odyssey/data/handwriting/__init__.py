@@ -146,7 +146,7 @@ def _hershey_job(args: tuple) -> tuple[dict, list[InkLine]]:
 def build_hershey(cfg: DictConfig) -> tuple[dict[str, list[np.ndarray]], dict]:
     """Synthesise the Hershey corpus: writers in parallel, each seeded on its own."""
     from .hershey import FONTS, font_glyphs
-    from .text import CHARSET, load_words
+    from .text import CHARSET, LineText
 
     h = cfg.hershey
     fonts = list(h.fonts)
@@ -157,7 +157,7 @@ def build_hershey(cfg: DictConfig) -> tuple[dict[str, list[np.ndarray]], dict]:
     if any(f not in FONTS for f in fonts):
         print(f"note: hershey.fonts {fonts} includes fonts beyond the single-stroke "
               f"{', '.join(FONTS)}")
-    load_words(h.word_list)  # fails early on a bad word list
+    LineText(int(h.min_chars), int(h.max_chars), h.word_list)  # fails early on bad options
     if not float(h.variation) >= 0:
         raise ValueError(f"hershey.variation must be >= 0, got {h.variation}")
     jobs = []
