@@ -29,8 +29,7 @@ from optuna.trial import TrialState
 from ..tasks import Task, load_task
 from ..training import Hyperparameters, train
 from .liveness import Heartbeat, WorkerId, process_alive, same_machine
-from .progress import (collect, counts_toward_n, format_summary, progress_line,
-                       summary_frame)
+from .progress import collect, counts_toward_n, format_summary, progress_line, summary_frame
 from .provenance import git_commit, versions
 from .space import make_sampler, suggest, trial_seed
 from .spec import DEFINING_KEYS, SweepConfigError, SweepSpec
