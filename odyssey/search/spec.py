@@ -18,7 +18,7 @@ from ..cells import VARIANTS, canonical
 from ..tasks import TASKS
 from ..training import TrainSettings
 from .space import SAMPLERS, SearchSpaceError, distributions
-from .storage import StorageURLError, journal_path, resolve_url
+from .storage import StorageURLError, check_url, resolve_url
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # the keys whose change would mix incomparable trials in one study
@@ -144,8 +144,8 @@ class SweepSpec:
         if not isinstance(storage, dict) or not isinstance(storage.get("url"), str):
             raise SweepConfigError("storage.url must be a store URL (configs/storage/)")
         try:
+            check_url(storage["url"])
             url = resolve_url(storage["url"])
-            journal_path(url)
         except StorageURLError as e:
             raise SweepConfigError(f"storage.url: {e}") from e
         beats = {}

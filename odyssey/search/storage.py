@@ -53,6 +53,20 @@ def resolve_url(url: str) -> str:
     return url
 
 
+def check_url(url: str) -> str:
+    """The URL's kind, "journal" or an RDB scheme; StorageURLError for anything else."""
+    if not isinstance(url, str) or not url.strip():
+        raise StorageURLError(f"storage.url must be a non-empty string, got {url!r}")
+    if journal_path(url.strip()) is not None:
+        return "journal"
+    scheme = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else ""
+    if scheme not in RDB_SCHEMES:
+        raise StorageURLError(
+            f"storage URL {url!r}: expected journal://PATH, sqlite:///PATH or an SQLAlchemy "
+            "database URL such as postgresql://USER:PASSWORD@HOST:5432/DB")
+    return scheme
+
+
 def open_storage(url: str, *, heartbeat_interval: int | None = None,
                  grace_period: int | None = None) -> BaseStorage:
     """An Optuna storage for `url` (see the module docstring), creating a journal's folder.
@@ -61,19 +75,12 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None,
     stores (workers record one while a trial runs; a trial silent for `grace_period` is
     stale); journal stores have none and ignore them.
     """
-    if not isinstance(url, str) or not url.strip():
-        raise StorageURLError(f"storage.url must be a non-empty string, got {url!r}")
+    scheme = check_url(url)
     url = url.strip()
-    path = journal_path(url)
-    if path is not None:
-        path = path.expanduser()
+    if scheme == "journal":
+        path = journal_path(url).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
-    scheme = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else ""
-    if scheme not in RDB_SCHEMES:
-        raise StorageURLError(
-            f"storage URL {url!r}: expected journal://PATH, sqlite:///PATH or an SQLAlchemy "
-            "database URL such as postgresql://USER:PASSWORD@HOST:5432/DB")
     engine_kwargs: dict = {}
     if scheme == "sqlite":
         db = url.split(":///", 1)[1] if ":///" in url else ""
