@@ -34,7 +34,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -m "slow or not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check odyssey tests benchmarks
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf $(VENV) build *.egg-info
