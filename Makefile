@@ -5,13 +5,20 @@ TORCH  ?= torch==2.13.0
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help setup test test-slow test-all lint bench clean
+.PHONY: help setup test test-slow test-all lint bench clean run-sweep
+
+# run-sweep: the quick sweep (configs/experiment/quick.yaml) on WORKERS local processes;
+# SWEEP_ARGS passes any odyssey-sweep overrides, e.g. SWEEP_ARGS="trials_per_variant=16"
+WORKERS    ?= 2
+TASK       ?= music
+SWEEP_ARGS ?=
 
 help:
 	@echo "make setup      create $(VENV), install $(TORCH) then odyssey (TORCH=... to choose another build)"
 	@echo "make test       run the default (fast) test suite, setting up first if needed"
 	@echo "make test-slow  run the slow end-to-end tests"
 	@echo "make lint       ruff"
+	@echo "make run-sweep  build the $(TASK) corpus if needed, run the quick sweep on WORKERS=$(WORKERS) processes"
 	@echo "make bench      speed benchmarks (results/bench/)"
 
 $(STAMP): pyproject.toml
@@ -35,6 +42,11 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+run-sweep: $(STAMP)
+	$(VENV)/bin/odyssey-data build $(TASK)
+	$(VENV)/bin/odyssey-sweep --multirun hydra/launcher=joblib hydra.launcher.n_jobs=$(WORKERS) \
+		'worker=range(0,$(WORKERS))' task=$(TASK) $(SWEEP_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

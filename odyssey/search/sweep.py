@@ -229,7 +229,9 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
         if variant is None:
             break
         study = studies[variant]
-        trial = study.ask()
+        with warnings.catch_warnings():  # we keep heartbeats ourselves (liveness.Heartbeat)
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+            trial = study.ask()
         trial.set_user_attr("worker", me.as_dict())
         if not _claim_holds(study, trial.number, n):
             trial.set_user_attr("fail_kind", "claim_lost")

@@ -61,6 +61,15 @@ def test_one_worker_fills_every_study_and_records_the_contract(tmp_path):
     assert (spec.sweep_dir / "summary.csv").exists()
 
 
+def test_an_sqlite_store_with_heartbeats_works_the_same(tmp_path):
+    cfg = toy_config(tmp_path, *SMALL, "storage=sqlite", "variants=[V]")
+    spec = SweepSpec.from_config(cfg)
+    assert spec.storage_url == f"sqlite:///{tmp_path}/results/t/optuna.db"
+    assert spec.heartbeat_interval == 60
+    assert run_worker(spec).complete == 2
+    assert len(studies(cfg)["V"].get_trials(states=(TrialState.COMPLETE,))) == 2
+
+
 @pytest.mark.slow
 def test_two_workers_give_exactly_n_per_variant(tmp_path):
     overrides = [*SMALL, "variants=[V,NP,GRU]", "trials_per_variant=3"]
