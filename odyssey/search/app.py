@@ -55,8 +55,9 @@ class FinalReport(Callback):
     def _report(self, config: DictConfig) -> None:
         try:
             spec = SweepSpec.from_config(config)
-        except SweepConfigError:
-            return  # the job has already said what is wrong
+        except SweepConfigError as e:  # the job has said what is wrong; say it once here
+            log.warning("no final table: %s", e)
+            return
         try:
             text = final_report(spec)
         except Exception as e:  # a report must never hide the sweep's own outcome

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.distributions import BaseDistribution
 
 from ..cells import VARIANTS, canonical
@@ -74,12 +74,14 @@ class SweepSpec:
     @classmethod
     def from_config(cls, cfg: DictConfig) -> SweepSpec:
         """Validate the composed config; SweepConfigError names the first bad key."""
+        cfg = cfg.copy()
+        with open_dict(cfg):
+            cfg.pop("hydra", None)  # Hydra's own settings: not resolvable outside a job
         try:
             resolved = OmegaConf.to_container(cfg, resolve=True)
         except Exception as e:  # omegaconf's interpolation errors name the key
             raise SweepConfigError(f"config does not resolve: {e}") from e
         assert isinstance(resolved, dict)
-        resolved.pop("hydra", None)
         for key in ("sweep_name", "results_dir", "task", "variants", "trials_per_variant",
                     "seed", "train", "search", "storage"):
             if key not in resolved or resolved[key] is None:
