@@ -111,6 +111,7 @@ class TrainResult:
     curve: list[dict[str, float | int | None]] = field(default_factory=list)
     extra_metrics: dict[str, float] = field(default_factory=dict)
     train_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # process CPU time: the cost on an unloaded machine
     parameter_count: int = 0
     recurrent_parameter_count: int = 0
     fail_reason: str | None = None
@@ -148,7 +149,7 @@ def train(task: Task, variant: str, hp: Hyperparameters, settings: TrainSettings
     """
     variant = canonical(variant)
     device = torch.device(settings.device)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = task.build_network(variant, hp.hidden_size, forget_bias=settings.forget_bias,
@@ -202,4 +203,5 @@ def train(task: Task, variant: str, hp: Hyperparameters, settings: TrainSettings
     except Divergence as e:
         result.status, result.fail_reason = "failed", f"diverged: {e}"
     result.train_seconds = time.perf_counter() - start
+    result.cpu_seconds = time.process_time() - cpu_start
     return result
