@@ -24,12 +24,10 @@ def run(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
 
 
 @needs_music
-@pytest.mark.parametrize("override, message", [
-    ("variants=[V,BOGUS]", "variants: unknown variant 'BOGUS'"),
-    ("search.params.input_noise.low=2.0", "search.params.input_noise: inverted range"),
-])
-def test_config_errors_exit_2_with_the_key_before_training(tmp_path, override, message):
-    r = run(override, f"results_dir={tmp_path}", "sweep_name=bad")
+def test_config_errors_exit_2_with_the_key_before_training(tmp_path):
+    # every bad value is tested in-process (test_sweep.py); this is the user's view of one
+    message = "variants: unknown variant 'BOGUS'"
+    r = run("variants=[V,BOGUS]", f"results_dir={tmp_path}", "sweep_name=bad")
     assert r.returncode == 2, r.stderr
     assert f"odyssey-sweep: config error: {message}" in r.stderr
     assert not (tmp_path / "bad" / "optuna.journal").exists()
