@@ -29,7 +29,14 @@ from optuna.trial import TrialState
 from ..tasks import Task, load_task
 from ..training import Hyperparameters, train
 from .liveness import Heartbeat, WorkerId, process_alive, same_machine
-from .progress import collect, counts_toward_n, format_summary, progress_line, summary_frame
+from .progress import (
+    best_so_far,
+    collect,
+    counts_toward_n,
+    format_summary,
+    progress_line,
+    summary_frame,
+)
 from .provenance import git_commit, versions
 from .space import make_sampler, suggest, trial_seed
 from .spec import DEFINING_KEYS, SweepConfigError, SweepSpec
@@ -52,6 +59,7 @@ class WorkerReport:
     diverged: int = 0
     stale_replaced: int = 0
     claims_lost: int = 0
+    overtaken: int = 0  # own trials another worker marked stale before they ended
     seconds: float = 0.0
 
 
@@ -189,16 +197,23 @@ def run_trial(spec: SweepSpec, task: Task, study: optuna.Study, trial: optuna.Tr
         trial.set_user_attr("traceback", traceback.format_exc())
         study.tell(trial, state=TrialState.FAIL)
         raise
-    for key, value in result.as_dict().items():
-        if key not in ("status", "fail_reason"):
-            trial.set_user_attr(key, value)
-    if result.status == "complete":
-        study.tell(trial, result.valid_metric)
-        return "complete"
-    trial.set_user_attr("fail_kind", "diverged")
-    trial.set_user_attr("fail_reason", result.fail_reason)
-    study.tell(trial, state=TrialState.FAIL)
-    return "diverged"
+    try:
+        for key, value in result.as_dict().items():
+            if key not in ("status", "fail_reason"):
+                trial.set_user_attr(key, value)
+        if result.status == "complete":
+            study.tell(trial, result.valid_metric)
+            return "complete"
+        trial.set_user_attr("fail_kind", "diverged")
+        trial.set_user_attr("fail_reason", result.fail_reason)
+        study.tell(trial, state=TrialState.FAIL)
+        return "diverged"
+    except optuna.exceptions.UpdateFinishedTrialError:
+        # another worker judged this trial stale (a heartbeat missed for longer than the
+        # grace period): it has been replaced, so this result is dropped, not counted twice
+        log.warning("%s trial %d was marked stale by another worker while it ran; its "
+                    "result is dropped", variant, trial.number)
+        return "overtaken"
 
 
 def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerReport:
@@ -243,22 +258,34 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
         outcome = run_trial(spec, task, study, trial, variant)
         report.trials_run += 1
         setattr(report, outcome, getattr(report, outcome) + 1)
-        ft = study._storage.get_trial(trial._trial_id)
-        statuses = collect(studies)
-        workers = len({t.user_attrs["worker"]["pid"] for st in studies.values()
-                       for t in st.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                       if "worker" in t.user_attrs}) or 1
-        what = (f"valid {ft.value:.4f} test {ft.user_attrs.get('test_metric', math.nan):.4f}"
-                if outcome == "complete" else ft.user_attrs.get("fail_reason", "failed"))
-        log.info("%s | %s trial %d: %s (%.0f s, %s epochs) | best %s %.4f",
-                 progress_line(statuses, n, workers), variant, trial.number, what,
-                 ft.user_attrs.get("train_seconds", 0.0), ft.user_attrs.get("epochs_run"),
-                 variant, statuses[variant].best_valid)
+        _log_progress(studies, study, trial, variant, outcome, n, me)
     report.seconds = time.perf_counter() - started
     log.info("worker %d done: %d trials (%d complete, %d diverged) in %.0f s; %d stale "
              "replaced, %d lost claims", spec.worker, report.trials_run, report.complete,
              report.diverged, report.seconds, report.stale_replaced, report.claims_lost)
     return report
+
+
+def _log_progress(studies: dict[str, optuna.Study], study: optuna.Study,
+                  trial: optuna.Trial, variant: str, outcome: str, n: int, me: WorkerId) -> None:
+    """A line per finished trial; every len(variants) trials, the best so far per variant."""
+    ft = study._storage.get_trial(trial._trial_id)
+    statuses = collect(studies)
+    workers = {(t.user_attrs["worker"]["host"], t.user_attrs["worker"]["pid"])
+               for st in studies.values()
+               for t in st.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+               if "worker" in t.user_attrs} | {(me.host, me.pid)}
+    if outcome == "complete":
+        what = f"valid {ft.value:.4f} test {ft.user_attrs.get('test_metric', math.nan):.4f}"
+    else:
+        what = ft.user_attrs.get("fail_reason", outcome)
+    log.info("%s | %s trial %d: %s (%.0f s, %s epochs) | best %s %.4f",
+             progress_line(statuses, n, len(workers)), variant, trial.number, what,
+             ft.user_attrs.get("train_seconds", 0.0), ft.user_attrs.get("epochs_run"),
+             variant, statuses[variant].best_valid)
+    done = sum(min(n, s.finished) for s in statuses.values())
+    if done % len(studies) == 0 or done == n * len(studies):
+        log.info(best_so_far(statuses))
 
 
 def load_studies(spec: SweepSpec, storage: optuna.storages.BaseStorage
