@@ -218,3 +218,28 @@ def test_a_changed_protocol_under_the_same_sweep_name_is_refused(tmp_path):
     changed = toy_config(tmp_path, *SMALL, "trials_per_variant=2", "train.patience=9")
     with pytest.raises(SweepConfigError, match="different train"):
         run_worker(SweepSpec.from_config(changed))
+
+
+def test_the_documented_overrides_compose(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from odyssey.config import CONFIG_DIR
+    url = f"sqlite:///{tmp_path}/s.db"
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        default = SweepSpec.from_config(compose("config"))
+        paper = SweepSpec.from_config(compose("config", overrides=["experiment=greff"]))
+        cfg = compose("config", overrides=["task=music", "variants=[V,NP]",
+                                           "trials_per_variant=4", "train.max_epochs=2",
+                                           f"storage.url={url}", "sweep_name=mine"])
+    spec = SweepSpec.from_config(cfg)
+    assert default.task_name == "music" and len(default.variants) == 11
+    assert default.sweep_name == "quick-music" and default.trials_per_variant >= 8
+    assert default.train.batch_size > 1 and default.storage_url.startswith("journal://")
+    assert default.storage_url.endswith("/results/quick-music/optuna.journal")
+    assert (paper.trials_per_variant, paper.train.batch_size, paper.train.max_epochs,
+            paper.train.patience, paper.sampler) == (200, 1, 150, 15, "random")
+    assert not paper.train.scale_lr_with_batch
+    assert (spec.variants, spec.trials_per_variant, spec.train.max_epochs) == (("V", "NP"),
+                                                                                4, 2)
+    assert spec.storage_url == url and spec.sweep_name == "mine"
+    assert spec.study_name("NP") == "mine/music/NP"
