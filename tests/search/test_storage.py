@@ -81,6 +81,8 @@ def test_tpe_is_selectable():
     assert isinstance(make_sampler("random", 0), optuna.samplers.RandomSampler)
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed")
 def test_heartbeats_let_optuna_fail_a_silent_trial(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path}/h.db", heartbeat_interval=1, grace_period=1)
     study = optuna.create_study(storage=storage, study_name="h")
