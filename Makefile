@@ -40,6 +40,9 @@ test-slow: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -m "slow or not slow"
 
+bench: $(STAMP)
+	$(PY) benchmarks/bench_cells.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
