@@ -70,8 +70,13 @@ class TrainSettings:
     # minibatch runs: multiply the learning rate by batch_size (the linear scaling rule,
     # Goyal et al. 2017), so that an epoch makes about the progress of batch-1 training
     scale_lr_with_batch: bool = False
+    # "sequence": gradient of the loss summed over each sequence's steps (the paper, whose
+    # learning-rate range assumes it); "step": of the per-step mean
+    loss: str = "sequence"
 
     def __post_init__(self) -> None:
+        if self.loss not in ("sequence", "step"):
+            raise ValueError(f"train.loss must be 'sequence' or 'step', got {self.loss!r}")
         if not isinstance(self.scale_lr_with_batch, bool):
             raise ValueError("train.scale_lr_with_batch must be true or false, got "
                              f"{self.scale_lr_with_batch!r}")
@@ -170,7 +175,8 @@ def train(task: Task, variant: str, hp: Hyperparameters, settings: TrainSettings
             for k, batch in enumerate(task.batches("train", settings.batch_size, shuffle=True,
                                                    generator=order_rng)):
                 batch = batch.to(device)
-                loss = task.loss(net(_noisy(batch, hp.input_noise, noise_rng), batch.lengths),
+                objective = task.sequence_loss if settings.loss == "sequence" else task.loss
+                loss = objective(net(_noisy(batch, hp.input_noise, noise_rng), batch.lengths),
                                  batch)
                 value = float(loss.detach())
                 if not math.isfinite(value):

@@ -22,7 +22,7 @@ def fast(**kw) -> TrainSettings:
 
 
 def test_learns_the_toy_task(task):
-    r = train(task, "V", Hyperparameters(16, 10.0, 0.9, 0.0), fast(), seed=0)
+    r = train(task, "V", Hyperparameters(16, 1.0, 0.9, 0.0), fast(), seed=0)
     assert r.status == "complete", r.fail_reason
     first, best = r.curve[0]["valid"], r.valid_metric
     assert best < 0.25 * first  # ln 2 * 3 keys = 2.08 at chance
@@ -31,7 +31,7 @@ def test_learns_the_toy_task(task):
 
 
 def test_best_epoch_gives_the_test_score(task):
-    r = train(task, "NP", Hyperparameters(12, 10.0, 0.5, 0.1), fast(max_epochs=6), seed=3)
+    r = train(task, "NP", Hyperparameters(12, 1.0, 0.5, 0.1), fast(max_epochs=6), seed=3)
     valid = [c["valid"] for c in r.curve]
     k = valid.index(min(valid))
     assert r.best_epoch == r.curve[k]["epoch"] == k + 1
@@ -50,7 +50,7 @@ def test_early_stopping_after_patience(task):
 
 
 def test_same_seed_same_result_other_seed_not(task):
-    hp = Hyperparameters(10, 3.0, 0.9, 0.3)
+    hp = Hyperparameters(10, 0.3, 0.9, 0.3)
     a = train(task, "CIFG", hp, fast(max_epochs=3), seed=7)
     b = train(task, "CIFG", hp, fast(max_epochs=3), seed=7)
     c = train(task, "CIFG", hp, fast(max_epochs=3), seed=8)
@@ -114,3 +114,23 @@ def test_bad_hyperparameters():
                                      "one_minus_momentum": 0.0, "input_noise": 0.0})
     with pytest.raises(ValueError, match="hidden_size"):
         Hyperparameters(0, 1e-3, 0.5, 0.0)
+
+
+def test_sequence_loss_sums_each_sequence_and_averages_the_batch(task):
+    """train.loss=sequence: each sequence's loss summed over its steps (the paper's scale)."""
+    net = task.build_network("V", 6)
+    batch = next(task.batches("train", 5))
+    out = net(batch.x, batch.lengths)
+    per_sequence = [task.loss(out[:n, b:b + 1], _one(batch, b)) * n
+                    for b, n in enumerate(batch.lengths.tolist())]
+    expected = torch.stack(per_sequence).mean()
+    assert torch.allclose(task.sequence_loss(out, batch), expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="train.loss"):
+        TrainSettings(loss="frames")
+
+
+def _one(batch, b):
+    """The b-th sequence of a batch as a batch of one, cut to its length."""
+    from odyssey.tasks.base import Batch
+    n = int(batch.lengths[b])
+    return Batch(batch.x[:n, b:b + 1], batch.lengths[b:b + 1], batch.targets[:n, b:b + 1])
