@@ -1,0 +1,30 @@
+"""`odyssey-analyze` as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def _run(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "odyssey.cli.analyze", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_unknown_sweep_is_a_clear_error(sweep_factory):
+    sweep_factory("quick", variants=["V"], n_trials=1)
+    res = _run("sweep_name=nope", f"results_dir={sweep_factory.results}",
+               cwd=sweep_factory.results.parent)
+    assert res.returncode == 1
+    assert "no sweep 'nope'" in res.stderr and "quick" in res.stderr
+
+
+def test_cli_writes_the_report(sweep_factory):
+    sweep_factory("quick", variants=["V", "NFG"], n_trials=6)
+    res = _run("sweep_name=quick", f"results_dir={sweep_factory.results}", "fanova.n_trees=4",
+               "fanova.min_trials=5", "progress=false", cwd=sweep_factory.results.parent)
+    assert res.returncode == 0, res.stderr
+    report = sweep_factory.results / "quick" / "report.md"
+    assert f"wrote {report}" in res.stdout
+    assert "fANOVA" in report.read_text()
+    assert not (sweep_factory.results.parent / "outputs").exists()  # no Hydra run folders
