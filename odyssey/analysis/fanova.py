@@ -213,7 +213,7 @@ def fanova(params: pd.DataFrame | np.ndarray, y: Sequence[float], space: Sequenc
     X = np.column_stack([hp.to_search(raw[:, d]) for d, hp in enumerate(space)])
     lows = np.array([hp.bounds[0] for hp in space])
     highs = np.array([hp.bounds[1] for hp in space])
-    outside = (X < lows - 1e-9) | (X > highs + 1e-9)
+    outside = (X - lows < -1e-9) | (X - highs > 1e-9)
     if outside.any():
         d = int(np.argwhere(outside)[0, 1])
         raise ValueError(f"fanova: values of {space[d].name!r} lie outside its search bounds "

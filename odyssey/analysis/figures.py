@@ -26,14 +26,17 @@ PARAM_COLOR = "#d5d8dc"
 SUBSET_TITLES = {"all": "all trials", "best": "best {pct:g} % by validation score"}
 
 
-def save(fig: Figure, folder: str | Path, stem: str) -> Path:
-    """Write `fig` as folder/stem.png (150 dpi) and folder/stem.pdf; returns the PNG path."""
+def save(fig: Figure, folder: str | Path, stem: str,
+         formats: Sequence[str] = ("png", "pdf")) -> Path:
+    """Write `fig` as folder/stem.<format> (PNG at 150 dpi); returns the first file written."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    png = folder / f"{stem}.png"
-    fig.savefig(png, dpi=150)
-    fig.savefig(folder / f"{stem}.pdf")
-    return png
+    paths = [folder / f"{stem}.{fmt}" for fmt in formats]
+    if not paths:
+        raise ValueError("save: no figure formats given (expected e.g. png, pdf)")
+    for path in paths:
+        fig.savefig(path, dpi=150)
+    return paths[0]
 
 
 def log_ticks(axis, low: float, high: float) -> None:

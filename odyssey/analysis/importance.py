@@ -23,15 +23,16 @@ class Skipped:
 def fanova_by_task(data: pd.DataFrame, *, metric: str = "test_metric", min_trials: int = 20,
                    n_trees: int = 100, seed: int = 0, min_samples_leaf: int = 1,
                    variants: Sequence[str] | None = None, progress: bool = True,
-                   ) -> dict[str, FanovaResult | Skipped]:
+                   tasks: Sequence[str] | None = None) -> dict[str, FanovaResult | Skipped]:
     """fANOVA of `metric` for each task, pooling the trials of `variants` (default: all).
 
     `data` holds complete trials. A task with fewer than `min_trials` finite scores, or whose
-    forest explains no variance, maps to a `Skipped` with the reason.
+    forest explains no variance, maps to a `Skipped` with the reason. `tasks` (default: the
+    tasks in `data`) lets a task without any complete trial be reported as such.
     """
     space = space_of(data)
     out: dict[str, FanovaResult | Skipped] = {}
-    tasks = sorted(data["task"].unique())
+    tasks = sorted(data["task"].unique()) if tasks is None else list(tasks)
     for task in tqdm(tasks, desc="fANOVA", unit="task", disable=not progress):
         part = data[data["task"] == task]
         if variants is not None:

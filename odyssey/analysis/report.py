@@ -41,6 +41,7 @@ class Options:
     little: float = 0.05
     interactions_little: float = 0.10
     progress: bool = True
+    formats: tuple[str, ...] = ("png", "pdf")
 
 
 def md_table(frame: pd.DataFrame) -> str:
@@ -138,7 +139,7 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
         fig = figures.variant_boxes({"all": data, "best": best}, tests, task,
                                     metric=opt.metric, metric_label=label,
                                     fraction=opt.best_fraction)
-        png = figures.save(fig, fig_dir, f"variants_{task}")
+        png = figures.save(fig, fig_dir, f"variants_{task}", opt.formats)
         variant_lines += [f"### {task}", "", f"![{task} variants]({_rel(png, out)})", ""]
         if not (data["task"] == task).any():
             variant_lines += ["No complete trials for this task.", ""]
@@ -152,7 +153,7 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
     results = fanova_by_task(data, metric=opt.metric, min_trials=opt.fanova_min_trials,
                              n_trees=opt.fanova_trees, seed=opt.fanova_seed,
                              min_samples_leaf=opt.fanova_min_samples_leaf,
-                             variants=opt.fanova_variants, progress=opt.progress)
+                             variants=opt.fanova_variants, progress=opt.progress, tasks=tasks)
     done = {t: r for t, r in results.items() if isinstance(r, FanovaResult)}
     pooled = ("all variants pooled" if not opt.fanova_variants
               else "variants " + ", ".join(opt.fanova_variants))
@@ -173,7 +174,8 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
     if fractions:
         pd.concat(fractions).to_csv(tab_dir / "fanova_fractions.csv", index=False)
     if done:
-        png = figures.save(figures.variance_fractions(done), fig_dir, "variance_fractions")
+        png = figures.save(figures.variance_fractions(done), fig_dir, "variance_fractions",
+                           opt.formats)
         hp_lines += ["Fractions of variance (`tables/fanova_fractions.csv`):", "",
                      f"![variance fractions]({_rel(png, out)})", ""]
     marg_tables = []
@@ -191,10 +193,10 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
         png = figures.save(figures.marginals(res, metric_label=label,
                                              title=f"{task}: predicted marginals "
                                                    f"({res.n_samples} trials)"),
-                           fig_dir, f"marginals_{task}")
+                           fig_dir, f"marginals_{task}", opt.formats)
         heat = figures.save(figures.interaction_maps(res, top=opt.top_pairs, metric_label=label,
                                                      title=f"{task}: strongest interactions"),
-                            fig_dir, f"interactions_{task}")
+                            fig_dir, f"interactions_{task}", opt.formats)
         table = res.fractions()
         table["fraction"] = [f"{100 * m:.1f} ± {100 * s:.1f} %"
                              for m, s in zip(table["mean"], table["std"], strict=True)]
@@ -217,7 +219,7 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
                 continue
             png = figures.save(figures.learning_rate_scatter(
                 data, task, metric=opt.metric, metric_label=labels.get(task, opt.metric)),
-                fig_dir, f"learning_rate_{task}")
+                fig_dir, f"learning_rate_{task}", opt.formats)
             lr_lines += [f"![{task} learning rate]({_rel(png, out)})", ""]
 
     # --- findings ------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ def options_from(cfg: DictConfig):
                    grid=int(cfg.fanova.grid), top_pairs=int(cfg.fanova.top_pairs),
                    little=float(cfg.findings.little),
                    interactions_little=float(cfg.findings.interactions_little),
-                   progress=bool(cfg.progress))
+                   progress=bool(cfg.progress),
+                   formats=tuple(str(f) for f in cfg.figure_formats))
 
 
 def run(cfg: DictConfig) -> int:

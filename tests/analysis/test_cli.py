@@ -21,10 +21,13 @@ def test_unknown_sweep_is_a_clear_error(sweep_factory):
 
 def test_cli_writes_the_report(sweep_factory):
     sweep_factory("quick", variants=["V", "NFG"], n_trials=6)
-    res = _run("sweep_name=quick", f"results_dir={sweep_factory.results}", "fanova.n_trees=4",
-               "fanova.min_trials=5", "progress=false", cwd=sweep_factory.results.parent)
+    res = _run("sweep_name=quick", f"results_dir={sweep_factory.results}", "fanova.min_trials=1000",
+               "progress=false", cwd=sweep_factory.results.parent)
     assert res.returncode == 0, res.stderr
     report = sweep_factory.results / "quick" / "report.md"
     assert f"wrote {report}" in res.stdout
-    assert "fANOVA" in report.read_text()
+    assert "too few trials for fANOVA: 12 complete, 1000 needed" in report.read_text()
+    for name in ("variants_music", "learning_rate_music"):
+        for suffix in ("png", "pdf"):
+            assert (report.parent / "figures" / f"{name}.{suffix}").stat().st_size > 5_000
     assert not (sweep_factory.results.parent / "outputs").exists()  # no Hydra run folders

@@ -84,7 +84,7 @@ def test_main_effect_ranking_agrees_with_optuna():
     rng = np.random.default_rng(4)
     study = optuna.create_study(direction="minimize")
     rows, ys = [], []
-    for _ in range(400):
+    for _ in range(250):
         p = {"hidden_size": int(round(10 ** rng.uniform(np.log10(20), np.log10(200)))),
              "learning_rate": float(10 ** rng.uniform(-6, -2)),
              "one_minus_momentum": float(10 ** rng.uniform(-2, 0)),
@@ -98,6 +98,6 @@ def test_main_effect_ranking_agrees_with_optuna():
         ys.append(y)
     theirs = list(get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0)))
     from odyssey.analysis import DEFAULT_SPACE
-    ours = fanova(pd.DataFrame(rows), ys, DEFAULT_SPACE, n_trees=32, seed=0)
+    ours = fanova(pd.DataFrame(rows), ys, DEFAULT_SPACE, n_trees=16, seed=0)
     assert list(ours.main_effects().index) == theirs
     assert theirs[0] == "learning_rate"

@@ -9,7 +9,7 @@ from odyssey.analysis import Options, analyze
 
 matplotlib.use("Agg")
 
-FAST = Options(fanova_trees=8, fanova_min_trials=20, progress=False, grid=30)
+FAST = Options(fanova_trees=8, fanova_min_trials=20, progress=False, grid=30, formats=("png",))
 
 
 def test_report_on_a_small_healthy_sweep(sweep_factory):
@@ -20,7 +20,6 @@ def test_report_on_a_small_healthy_sweep(sweep_factory):
     for name in ("variants_music", "marginals_music", "interactions_music",
                  "variance_fractions", "learning_rate_music"):
         assert (folder / "figures" / f"{name}.png").stat().st_size > 10_000
-        assert (folder / "figures" / f"{name}.pdf").exists()
         assert f"figures/{name}.png" in text
     for table in ("trials", "trial_states", "variant_tests", "fanova_fractions",
                   "fanova_marginals", "findings"):
@@ -56,6 +55,7 @@ def test_report_when_every_trial_failed(sweep_factory):
     text = analyze("failed", sweep_factory.results, options=FAST).read_text()
     assert "6 trials failed" in text
     assert "too few trials for fANOVA: 0 complete" in text
+    assert "nan" not in text.lower().replace("nan at epoch", "")
 
 
 @pytest.mark.parametrize("correction", ["bonferroni"])
