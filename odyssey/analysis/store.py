@@ -70,23 +70,24 @@ def open_storage(url: str, base: str | Path | None = None) -> optuna.storages.Ba
     that does not exist is an error here: analysis never creates an empty store.
     """
     base = Path(base) if base is not None else None
-    path = None
+    kind = "rdb"
     if url.startswith("sqlite:///"):
-        path = _resolve_file(url[len("sqlite:///"):], base)
-        url = f"sqlite:///{path}"
+        kind, path = "sqlite", _resolve_file(url[len("sqlite:///"):], base)
     elif url.startswith(FILE_SCHEMES):
-        path = _resolve_file(url.split("://", 1)[1], base)
-        url = str(path)
+        kind, path = "journal", _resolve_file(url.split("://", 1)[1], base)
     elif "://" not in url:
-        path = _resolve_file(url, base)
-        url = str(path)
+        kind, path = "journal", _resolve_file(url, base)
     try:  # the sweep side's opener, once it has landed on main
         from odyssey.search.storage import open_storage as sweep_open
     except ImportError:
         sweep_open = None
+    if kind == "sqlite":
+        url = f"sqlite:///{path.resolve()}"
+    elif kind == "journal":
+        url = f"journal://{path.resolve()}"
     if sweep_open is not None:
         return sweep_open(url)
-    if "://" in url:
-        return optuna.storages.RDBStorage(url, skip_compatibility_check=True)
-    from optuna.storages.journal import JournalFileBackend
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    if kind == "journal":
+        from optuna.storages.journal import JournalFileBackend
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    return optuna.storages.RDBStorage(url, skip_compatibility_check=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 
 def _run(*args: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "odyssey.cli.analyze", *args], cwd=cwd,
@@ -19,6 +21,7 @@ def test_unknown_sweep_is_a_clear_error(sweep_factory):
     assert "no sweep 'nope'" in res.stderr and "quick" in res.stderr
 
 
+@pytest.mark.slow
 def test_cli_writes_the_report(sweep_factory):
     sweep_factory("quick", variants=["V", "NFG"], n_trials=6)
     res = _run("sweep_name=quick", f"results_dir={sweep_factory.results}", "fanova.min_trials=1000",
