@@ -143,7 +143,7 @@ def marginals(result: FanovaResult, *, metric_label: str = "metric", title: str 
         ax.set_xlim(hp.low, hp.high)
         ax.set_xlabel(hp.display + (" (log scale)" if hp.log else ""))
         frac = main.loc[hp.name]
-        ax.set_title(f"{100 * frac['mean']:.1f} ± {100 * frac['std']:.1f} % of variance",
+        ax.set_title(f"main effect {100 * frac['mean']:.1f} ± {100 * frac['std']:.1f} %",
                      fontsize="medium")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"predicted {metric_label}")

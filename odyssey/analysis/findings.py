@@ -35,6 +35,13 @@ def fmt(x: float, digits: int = 4) -> str:
     return f"{x:.{digits}g}"
 
 
+def fmt_count(x: float) -> str:
+    """A (mean) parameter count for prose: a whole number with thousands separators."""
+    if x is None or not np.isfinite(x):
+        return "n/a"
+    return f"{x:,.0f}"
+
+
 def fmt_p(p: float) -> str:
     """A p-value for prose."""
     if p is None or not np.isfinite(p):
@@ -124,8 +131,8 @@ def variant_findings(tests: pd.DataFrame, baseline: str = "V") -> list[Finding]:
     for task in sorted(tests["task"].unique()) if not tests.empty else []:
         r, b = _row(tests, task, "all", "FGR"), _row(tests, task, "all", baseline)
         if r is not None and b is not None:
-            extra.append(f"{task} — mean parameters {fmt(r['mean_parameters'], 6)} vs "
-                         f"{fmt(b['mean_parameters'], 6)}")
+            extra.append(f"{task} — mean parameters {fmt_count(r['mean_parameters'])} vs "
+                         f"{fmt_count(b['mean_parameters'])}")
     if extra:
         fgr.evidence += "<br>" + "<br>".join(extra)
     out.append(fgr)
@@ -188,12 +195,15 @@ def hyperparameter_findings(results: dict[str, FanovaResult | Skipped], *,
 
     def interact_little(res: FanovaResult) -> tuple[bool, str]:
         pairs = res.interactions()
+        if pairs.empty:
+            return None, "fewer than two hyperparameters"
         total = float(pairs["mean"].sum())
-        strongest = (f"; strongest {pairs.index[0][0]} x {pairs.index[0][1]} "
-                     f"{_pct(pairs['mean'].iloc[0])}" if len(pairs) else "")
-        mains = float(res.main_effects()["mean"].sum())
-        return (total < interactions_little,
-                f"all pairs together {_pct(total)} (main effects {_pct(mains)}){strongest}")
+        strongest = float(pairs["mean"].iloc[0])
+        largest_main = float(res.main_effects()["mean"].iloc[0])
+        return (strongest < interactions_little and total < largest_main,
+                f"strongest pair {pairs.index[0][0]} x {pairs.index[0][1]} {_pct(strongest)}; "
+                f"all pairs together {_pct(total)} vs largest main effect "
+                f"{_pct(largest_main)}")
 
     judged = [
         ("Learning rate is the most important hyperparameter (largest main effect)", lr_first),
@@ -201,8 +211,8 @@ def hyperparameter_findings(results: dict[str, FanovaResult | Skipped], *,
         ("Input noise hurts (predicted metric higher at large noise than at none)",
          noise_hurts),
         (f"Momentum matters little (main effect below {_pct(little)})", momentum_little),
-        (f"Hyperparameters interact little (all pairwise terms together below "
-         f"{_pct(interactions_little)})", interact_little),
+        (f"Hyperparameters interact little (no pair above {_pct(interactions_little)}, all pairs "
+         "together less than the largest main effect)", interact_little),
     ]
     out = []
     for claim, judge in judged:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from . import figures
 from .fanova import FanovaResult
-from .findings import Finding, fmt, fmt_p, hyperparameter_findings, variant_findings
+from .findings import Finding, fmt, fmt_count, fmt_p, hyperparameter_findings, variant_findings
 from .importance import Skipped, fanova_by_task
 from .load import complete, load_sweep, order_variants, space_of
 from .stats import best_fraction, variant_tests
@@ -70,7 +70,7 @@ def _tests_for_report(tests: pd.DataFrame, task: str, subset: str) -> pd.DataFra
         "variant": sel["variant"], "n": sel["n"],
         "mean": sel["mean"].map(fmt), "median": sel["median"].map(fmt),
         "std": sel["std"].map(fmt), "min": sel["min"].map(fmt),
-        "mean params": sel["mean_parameters"].map(lambda x: fmt(x, 6)),
+        "mean params": sel["mean_parameters"].map(fmt_count),
         "p": sel["p"].map(fmt_p), "p (corrected)": sel["p_adjusted"].map(fmt_p),
         "verdict": sel["verdict"]})
 

@@ -18,7 +18,9 @@ DISTRIBUTIONS = {
 }
 # Shift of each variant's metric (the synthetic "truth"): NFG and NOAF clearly worse.
 EFFECTS = {"V": 0.0, "NFG": 0.25, "NOAF": 0.3, "CIFG": 0.0, "NP": 0.0, "FGR": 0.0}
-PARAMS_PER_BLOCK = {"V": 4, "NFG": 3, "NOAF": 4, "CIFG": 3, "NP": 4, "FGR": 13}
+ALL_EFFECTS = {**EFFECTS, "NIG": 0.03, "NOG": 0.05, "NIAF": 0.04, "GRU": 0.0, "RNN": 0.2}
+PARAMS_PER_BLOCK = {"V": 4, "NFG": 3, "NOAF": 4, "CIFG": 3, "NP": 4, "FGR": 13, "NIG": 3,
+                    "NOG": 3, "NIAF": 4, "GRU": 3, "RNN": 1}
 
 
 def synthetic_metric(rng: np.random.Generator, p: dict, shift: float) -> float:
@@ -71,7 +73,7 @@ def make_sweep(results: Path, name: str = "toy", *, tasks=("music",), variants=N
                         state=TrialState.FAIL, params=p, distributions=DISTRIBUTIONS,
                         user_attrs={**attrs, "fail_reason": "loss became nan at epoch 3"}))
                     continue
-                valid = synthetic_metric(rng, p, EFFECTS[variant])
+                valid = synthetic_metric(rng, p, ALL_EFFECTS[variant])
                 test = valid + float(rng.normal(0, 0.01))
                 curve = [{"epoch": e, "train_loss": 1.0 / (e + 1), "valid": valid + 0.1 / (e + 1),
                           "test": test + 0.1 / (e + 1)} for e in range(3)]
