@@ -12,7 +12,15 @@ Typical use (what the notebooks do):
 from .fanova import FanovaResult, fanova
 from .findings import Finding, hyperparameter_findings, variant_findings
 from .importance import Skipped, fanova_by_task
-from .load import complete, load_curves, load_sweep, order_variants, space_of, trials_frame
+from .load import (
+    complete,
+    load_curves,
+    load_sweep,
+    load_sweeps,
+    order_variants,
+    space_of,
+    trials_frame,
+)
 from .report import Options, analyze, write_report
 from .space import DEFAULT_SPACE, Hyperparameter
 from .stats import best_fraction, correct, variant_tests, welch
@@ -20,7 +28,8 @@ from .store import UnknownSweepError, list_sweeps, open_storage, storage_url
 
 __all__ = [
     "FanovaResult", "fanova", "Finding", "hyperparameter_findings", "variant_findings",
-    "Skipped", "fanova_by_task", "complete", "load_curves", "load_sweep", "order_variants",
+    "Skipped", "fanova_by_task", "complete", "load_curves", "load_sweep", "load_sweeps",
+    "order_variants",
     "space_of", "trials_frame", "Options", "analyze", "write_report", "DEFAULT_SPACE",
     "Hyperparameter", "best_fraction", "correct", "variant_tests", "welch",
     "UnknownSweepError", "list_sweeps", "open_storage", "storage_url",

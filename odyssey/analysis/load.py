@@ -11,7 +11,7 @@ metric_labels (task -> label) and storage_url.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +115,32 @@ def load_sweep(sweep_name: str, results_dir: str | Path = "results",
     storage = open_storage(url, base=base)
     frame = trials_frame(storage, sweep_name)
     frame.attrs["storage_url"] = url
+    return frame
+
+
+def load_sweeps(sweep_names: Sequence[str], results_dir: str | Path = "results"
+                ) -> pd.DataFrame:
+    """Several sweeps (e.g. one per task: paper-music, paper-speech, ...) as one trial table.
+
+    The sweeps must share a search space; the table's `sweep` column tells them apart.
+    """
+    names = list(dict.fromkeys(sweep_names))
+    if not names:
+        raise ValueError("load_sweeps: no sweep names given")
+    frames = [load_sweep(name, results_dir) for name in names]
+    spaces = {name: space_of(f) for name, f in zip(names, frames, strict=True) if not f.empty}
+    if len(set(spaces.values())) > 1:
+        raise ValueError("load_sweeps: the sweeps searched different spaces: " + "; ".join(
+            f"{n}: {', '.join(f'{hp.name} [{hp.low:g}, {hp.high:g}]' for hp in sp)}"
+            for n, sp in spaces.items()))
+    frame = pd.concat([f for f in frames if not f.empty] or frames[:1], ignore_index=True)
+    labels: dict[str, str] = {}
+    for f in frames:
+        labels.update(f.attrs.get("metric_labels", {}))
+    frame.attrs.update(sweep="+".join(names),
+                       space=next(iter(spaces.values()), DEFAULT_SPACE),
+                       metric_labels=labels,
+                       storage_url=", ".join(f.attrs.get("storage_url", "?") for f in frames))
     return frame
 
 

@@ -7,6 +7,7 @@ so; nothing here fails on a small sweep or writes a number it did not compute.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from . import figures
 from .fanova import FanovaResult
 from .findings import Finding, fmt, fmt_count, fmt_p, hyperparameter_findings, variant_findings
 from .importance import Skipped, fanova_by_task
-from .load import complete, load_sweep, order_variants, space_of
+from .load import complete, load_sweep, load_sweeps, order_variants, space_of
 from .stats import best_fraction, variant_tests
 
 
@@ -245,11 +246,21 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
     return path
 
 
-def analyze(sweep_name: str, results_dir: str | Path = "results", url: str | None = None,
-            options: Options | None = None, out_dir: str | Path | None = None) -> Path:
-    """Load sweep `sweep_name` and write its report; returns the report path."""
-    frame = load_sweep(sweep_name, results_dir, url=url)
-    target = Path(out_dir) if out_dir is not None else Path(results_dir) / sweep_name
+def analyze(sweep_name: str | Sequence[str], results_dir: str | Path = "results",
+            url: str | None = None, options: Options | None = None,
+            out_dir: str | Path | None = None) -> Path:
+    """Load a sweep (or several, e.g. one per task) and write the report; returns its path.
+
+    The report goes to results/<sweep>/, or for several sweeps to results/<a>+<b>+.../,
+    unless `out_dir` says otherwise.
+    """
+    if isinstance(sweep_name, str):
+        frame = load_sweep(sweep_name, results_dir, url=url)
+    else:
+        if url is not None:
+            raise ValueError("storage_url can only be given for a single sweep")
+        frame = load_sweeps(sweep_name, results_dir)
+    target = Path(out_dir) if out_dir is not None else Path(results_dir) / frame.attrs["sweep"]
     return write_report(frame, target, options)
 
 

@@ -25,8 +25,7 @@ def list_sweeps(results_dir: str | Path = "results") -> list[str]:
     root = Path(results_dir)
     if not root.is_dir():
         return []
-    return sorted(p.parent.relative_to(root).as_posix() for p in root.rglob("config.yaml")
-                  if p.parent != root)
+    return sorted(p.parent.name for p in root.glob("*/config.yaml"))
 
 
 def sweep_dir(sweep_name: str, results_dir: str | Path = "results") -> Path:

@@ -1,7 +1,8 @@
 """`odyssey-analyze sweep_name=NAME [key=value ...]`: write results/<NAME>/report.md.
 
 A Hydra app on configs/analyze.yaml; figures go to results/<NAME>/figures/ (PNG and PDF),
-tables to results/<NAME>/tables/*.csv.
+tables to results/<NAME>/tables/*.csv. `sweep_name=[A,B,C]` analyses several sweeps (e.g. one
+per task) together into results/A+B+C/.
 """
 
 from __future__ import annotations
@@ -51,7 +52,10 @@ def run(cfg: DictConfig) -> int:
         if not 0 < float(cfg.best_fraction) <= 1:
             raise ValueError(f"configs/analyze.yaml: best_fraction={cfg.best_fraction}; "
                              "expected a fraction in (0, 1]")
-        path = analyze(str(cfg.sweep_name), cfg.results_dir, url=cfg.storage_url,
+        names = cfg.sweep_name
+        names = ([str(n) for n in OmegaConf.to_object(names)] if OmegaConf.is_list(names)
+                 else str(names))
+        path = analyze(names, cfg.results_dir, url=cfg.storage_url,
                        options=options_from(cfg), out_dir=cfg.out_dir)
     except (ValueError, FileNotFoundError) as e:
         print(f"odyssey-analyze: error: {e}", file=sys.stderr)

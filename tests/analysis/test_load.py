@@ -50,6 +50,9 @@ def test_other_sweeps_in_the_same_store_are_not_mixed_in(sweep_factory):
 def test_unknown_sweep_lists_the_known_ones(sweep_factory):
     sweep_factory("alpha", variants=["V"], n_trials=1)
     sweep_factory("beta", variants=["V"], n_trials=1)
+    hydra_run = sweep_factory.results / "beta" / "logs" / "2026-01-01" / ".hydra"
+    hydra_run.mkdir(parents=True)
+    (hydra_run / "config.yaml").write_text("sweep_name: beta\n")  # a Hydra run, not a sweep
     assert list_sweeps(sweep_factory.results) == ["alpha", "beta"]
     with pytest.raises(UnknownSweepError, match="alpha, beta"):
         load_sweep("gamma", sweep_factory.results)
@@ -69,3 +72,15 @@ def test_relative_store_path_is_found_in_the_sweep_folder(sweep_factory):
     folder = sweep_factory("toy", variants=["V"], n_trials=2)
     (folder / "config.yaml").write_text("storage:\n  url: results/toy/optuna.journal\n")
     assert len(load_sweep("toy", sweep_factory.results)) == 3
+
+
+def test_several_sweeps_load_as_one_table(sweep_factory):
+    from odyssey.analysis import load_sweeps
+    sweep_factory("q-music", tasks=("music",), variants=["V"], n_trials=2)
+    sweep_factory("q-speech", tasks=("speech",), variants=["V", "NP"], n_trials=2)
+    frame = load_sweeps(["q-music", "q-speech"], sweep_factory.results)
+    assert len(frame) == 3 + 6 and set(frame["task"]) == {"music", "speech"}
+    assert frame.attrs["sweep"] == "q-music+q-speech"
+    assert set(frame.attrs["metric_labels"]) == {"music", "speech"}
+    with pytest.raises(UnknownSweepError, match="q-music, q-speech"):
+        load_sweeps(["q-music", "q-handwriting"], sweep_factory.results)

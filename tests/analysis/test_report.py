@@ -63,3 +63,12 @@ def test_bonferroni_is_named(sweep_factory, correction):
     sweep_factory("toy", variants=["V", "NP"], n_trials=5)
     opts = Options(**{**FAST.__dict__, "correction": correction})
     assert "Bonferroni" in analyze("toy", sweep_factory.results, options=opts).read_text()
+
+
+def test_report_over_several_sweeps(sweep_factory):
+    sweep_factory("q-music", tasks=("music",), variants=["V", "NP"], n_trials=3)
+    sweep_factory("q-speech", tasks=("speech",), variants=["V", "NP"], n_trials=3)
+    path = analyze(["q-music", "q-speech"], sweep_factory.results, options=FAST)
+    assert path == sweep_factory.results / "q-music+q-speech" / "report.md"
+    text = path.read_text()
+    assert "### music" in text and "### speech" in text
