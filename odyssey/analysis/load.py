@@ -4,7 +4,8 @@ Columns of the trial table: sweep, task, variant, study, trial, state, the hyper
 searched, plus momentum = 1 - one_minus_momentum), value (the objective: best validation
 metric), valid_metric, test_metric, best_epoch, epochs_run, parameter_count,
 recurrent_parameter_count, train_seconds, duration_seconds (wall time Optuna recorded),
-datetime_start, datetime_complete, seed, batch_size, fail_reason, metric, metric_label, and one
+datetime_start, datetime_complete, seed, batch_size, fail_kind (the sweep's class of failure:
+diverged, error, stale, claim_lost, ...), fail_reason, metric, metric_label, and one
 extra_<name> column per extra metric. `frame.attrs` holds sweep, space (Hyperparameter tuple),
 metric_labels (task -> label) and storage_url.
 """
@@ -26,7 +27,8 @@ VARIANT_ORDER = ("V", "NIG", "NFG", "NOG", "NIAF", "NOAF", "NP", "CIFG", "FGR", 
 
 SCALAR_ATTRS = ("valid_metric", "test_metric", "best_epoch", "epochs_run", "parameter_count",
                 "recurrent_parameter_count", "train_seconds", "momentum", "seed", "batch_size",
-                "fail_reason", "git_commit")
+                "fail_kind", "fail_reason", "git_commit")
+TEXT_ATTRS = ("fail_kind", "fail_reason", "git_commit")
 
 
 def order_variants(names: Iterable[str]) -> list[str]:
@@ -67,8 +69,7 @@ def trials_frame(storage: optuna.storages.BaseStorage, sweep: str) -> pd.DataFra
             row.update({k: v for k, v in t.params.items()})
             row["value"] = t.value if t.values else np.nan
             for key in SCALAR_ATTRS:
-                row[key] = attrs.get(key, np.nan if key not in ("fail_reason", "git_commit")
-                                     else None)
+                row[key] = attrs.get(key, None if key in TEXT_ATTRS else np.nan)
             for key, value in (attrs.get("extra_metrics") or {}).items():
                 row[f"extra_{key}"] = value
             row["datetime_start"] = t.datetime_start

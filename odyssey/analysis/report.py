@@ -115,6 +115,10 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
     failed = frame[frame["state"] == "FAIL"]
     if len(failed):
         reasons = failed["fail_reason"].fillna("(no reason recorded)").astype(str)
+        if failed["fail_kind"].notna().any():
+            kinds = failed["fail_kind"].fillna("unknown").value_counts()
+            lines += ["Failed trials by kind: " + ", ".join(f"{k} {n}" for k, n in kinds.items())
+                      + " (`claim_lost` and `stale` mark trials never trained to the end).", ""]
         top = reasons.str.slice(0, 80).value_counts().head(5)
         lines += [f"{len(failed)} trials failed; most common reasons:", ""]
         lines += [f"- {n} × {r}" for r, n in top.items()] + [""]

@@ -71,7 +71,8 @@ def make_sweep(results: Path, name: str = "toy", *, tasks=("music",), variants=N
                 if i >= n_trials:
                     study.add_trial(optuna.trial.create_trial(
                         state=TrialState.FAIL, params=p, distributions=DISTRIBUTIONS,
-                        user_attrs={**attrs, "fail_reason": "loss became nan at epoch 3"}))
+                        user_attrs={**attrs, "fail_kind": "diverged",
+                                    "fail_reason": "loss became nan at epoch 3"}))
                     continue
                 valid = synthetic_metric(rng, p, ALL_EFFECTS[variant])
                 test = valid + float(rng.normal(0, 0.01))

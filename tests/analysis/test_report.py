@@ -53,7 +53,7 @@ def test_report_on_an_empty_sweep(sweep_factory):
 def test_report_when_every_trial_failed(sweep_factory):
     sweep_factory("failed", variants=["V", "NP"], n_trials=0, n_failed=3)
     text = analyze("failed", sweep_factory.results, options=FAST).read_text()
-    assert "6 trials failed" in text
+    assert "6 trials failed" in text and "Failed trials by kind: diverged 6" in text
     assert "too few trials for fANOVA: 0 complete" in text
     assert "nan" not in text.lower().replace("nan at epoch", "")
 
