@@ -34,3 +34,18 @@ def test_cli_writes_the_report(sweep_factory):
         for suffix in ("png", "pdf"):
             assert (report.parent / "figures" / f"{name}.{suffix}").stat().st_size > 5_000
     assert not (sweep_factory.results.parent / "outputs").exists()  # no Hydra run folders
+
+
+def test_missing_sweep_name_and_bad_options_are_clear_errors(sweep_factory, capsys):
+    from hydra import compose, initialize_config_dir
+
+    from odyssey.cli.analyze import run
+    from odyssey.config import CONFIG_DIR
+    sweep_factory("quick-music", variants=["V"], n_trials=1)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        base = [f"results_dir={sweep_factory.results}"]
+        assert run(compose("analyze", overrides=base)) == 1
+        assert "sweep_name=NAME" in capsys.readouterr().err
+        bad = compose("analyze", overrides=[*base, "sweep_name=quick-music", "correction=fdr"])
+        assert run(bad) == 1
+        assert "correction='fdr'" in capsys.readouterr().err
