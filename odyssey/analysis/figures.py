@@ -17,12 +17,13 @@ from matplotlib.patches import Patch
 
 from .fanova import FanovaResult
 from .load import order_variants
-from .stats import BETTER, WORSE
+from .stats import BASELINE, BETTER, SAME, WORSE
 
 WORSE_COLOR = "#c0392b"
 BETTER_COLOR = "#1e8449"
 PLAIN_COLOR = "#2e86c1"
 PARAM_COLOR = "#d5d8dc"
+UNTESTED_COLOR = "#fdfefe"
 SUBSET_TITLES = {"all": "all trials", "best": "best {pct:g} % by validation score"}
 
 
@@ -63,6 +64,7 @@ def variant_boxes(data: dict[str, pd.DataFrame], tests: pd.DataFrame, task: str,
     green with a star; grey bars behind (right axis) are the mean parameter count.
     """
     subsets = [s for s in ("all", "best") if s in data]
+    untested_shown = False
     fig = Figure(figsize=(10, 3.6 * len(subsets)), layout="constrained")
     axes = fig.subplots(len(subsets), 1, squeeze=False)[:, 0]
     for ax, subset in zip(axes, subsets, strict=True):
@@ -97,7 +99,9 @@ def variant_boxes(data: dict[str, pd.DataFrame], tests: pd.DataFrame, task: str,
                            medianprops={"color": "black", "linewidth": 1.5})
             for patch, v in zip(boxes["boxes"], variants, strict=True):
                 verdict = verdicts.get(v, "")
-                color = {WORSE: WORSE_COLOR, BETTER: BETTER_COLOR}.get(verdict, PLAIN_COLOR)
+                color = {WORSE: WORSE_COLOR, BETTER: BETTER_COLOR, SAME: PLAIN_COLOR,
+                         BASELINE: PLAIN_COLOR}.get(verdict, UNTESTED_COLOR)
+                untested_shown |= color == UNTESTED_COLOR
                 patch.set_facecolor(colors.to_rgba(color, 0.55))
                 patch.set_edgecolor("black")
             top = max(s["whishi"] for s in stats)
@@ -111,6 +115,10 @@ def variant_boxes(data: dict[str, pd.DataFrame], tests: pd.DataFrame, task: str,
         ax.set_xticks(pos, variants)
         ax.set_ylabel(metric_label)
         title = SUBSET_TITLES[subset].format(pct=100 * fraction)
+        ns = frame.groupby("variant").size()
+        if len(ns):
+            title += (f" (n = {ns.min()} per variant" if ns.min() == ns.max()
+                      else f" (n = {ns.min()}-{ns.max()} per variant") + ")"
         ax.set_title(f"{task}: {title}", loc="left")
         ax.grid(axis="y", alpha=0.3)
     handles = [Patch(facecolor=colors.to_rgba(WORSE_COLOR, 0.55), edgecolor="black",
@@ -118,9 +126,13 @@ def variant_boxes(data: dict[str, pd.DataFrame], tests: pd.DataFrame, task: str,
                Patch(facecolor=colors.to_rgba(BETTER_COLOR, 0.55), edgecolor="black",
                      label="significantly better than V"),
                Patch(facecolor=colors.to_rgba(PLAIN_COLOR, 0.55), edgecolor="black",
-                     label="no significant difference / V"),
-               Patch(facecolor=PARAM_COLOR, label="mean parameter count (right axis)")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=4, frameon=False,
+                     label="no significant difference / V")]
+    if untested_shown:
+        handles.append(Patch(facecolor=UNTESTED_COLOR, edgecolor="black",
+                             label="not tested (too few trials)"))
+    handles.append(Patch(facecolor=PARAM_COLOR, label="mean parameter count (right axis)"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=3 if len(handles) > 4 else 4,
+               frameon=False,
                fontsize="small")
     return fig
 

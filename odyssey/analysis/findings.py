@@ -172,8 +172,11 @@ def hyperparameter_findings(results: dict[str, FanovaResult | Skipped], *,
 
     def hidden_second(res: FanovaResult) -> tuple[bool, str]:
         main = res.main_effects()
-        return (len(main) > 1 and main.index[1] == "hidden_size",
-                f"second: {main.index[1] if len(main) > 1 else 'n/a'}")
+        if len(main) < 2:
+            return None, "fewer than two hyperparameters"
+        return (main.index[1] == "hidden_size",
+                f"second: {main.index[1]} {_pct(main['mean'].iloc[1])} (hidden_size "
+                f"{_pct(main['mean'].get('hidden_size', float('nan')))})")
 
     def noise_hurts(res: FanovaResult) -> tuple[bool, str]:
         if "input_noise" not in res.names:
