@@ -42,7 +42,7 @@ analyze: $(STAMP)
 	$(VENV)/bin/odyssey-analyze sweep_name=$(SWEEP) $(ANALYZE_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check odyssey tests benchmarks
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf $(VENV) build *.egg-info
