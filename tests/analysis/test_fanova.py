@@ -101,3 +101,24 @@ def test_main_effect_ranking_agrees_with_optuna():
     ours = fanova(pd.DataFrame(rows), ys, DEFAULT_SPACE, n_trees=16, seed=0)
     assert list(ours.main_effects().index) == theirs
     assert theirs[0] == "learning_rate"
+
+
+def test_one_tree_matches_brute_force_integration():
+    """The per-tree decomposition equals integrating that tree's predictions on a fine grid."""
+    from sklearn.ensemble import RandomForestRegressor
+    rng = np.random.default_rng(5)
+    X = rng.uniform(-1, 1, size=(60, 2))
+    y = X[:, 0] + X[:, 0] * X[:, 1] + rng.normal(0, 0.1, 60)
+    space = BOX[:2]
+    res = fanova(X, y, space, n_trees=1, seed=7)
+    tree = RandomForestRegressor(n_estimators=1, random_state=7, min_samples_leaf=1,
+                                 max_features=1.0).fit(X, y)  # the same tree
+    g = (np.arange(800) + 0.5) / 800 * 2 - 1  # cell midpoints of a fine grid
+    f = tree.predict(np.column_stack([np.repeat(g, g.size), np.tile(g, g.size)]))
+    f = f.reshape(g.size, g.size)
+    total = f.var()
+    v1, v2 = f.mean(1).var(), f.mean(0).var()
+    assert res.main_per_tree[0] == pytest.approx([v1 / total, v2 / total], abs=5e-3)
+    assert res.pair_per_tree[0, 0] == pytest.approx((total - v1 - v2) / total, abs=5e-3)
+    m = res.marginal("x1", 9)
+    np.testing.assert_allclose(m["std"], 0.0)  # one tree: no spread
