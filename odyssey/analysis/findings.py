@@ -164,7 +164,8 @@ def hyperparameter_findings(results: dict[str, FanovaResult | Skipped], *,
     """The hyperparameter claims, judged on each task's fANOVA."""
     def ranking(res: FanovaResult) -> str:
         main = res.main_effects()
-        return ", ".join(f"{n} {_pct(m)}" for n, m in main["mean"].items())
+        return ", ".join(f"{n} {100 * m:.1f} ± {100 * sd:.1f} %"
+                         for n, m, sd in zip(main.index, main["mean"], main["std"], strict=True))
 
     def lr_first(res: FanovaResult) -> tuple[bool, str]:
         main = res.main_effects()
