@@ -17,6 +17,7 @@ from .load import (
     load_curves,
     load_sweep,
     load_sweeps,
+    order_tasks,
     order_variants,
     space_of,
     trials_frame,
@@ -29,7 +30,7 @@ from .store import UnknownSweepError, list_sweeps, open_storage, storage_url
 __all__ = [
     "FanovaResult", "fanova", "Finding", "hyperparameter_findings", "variant_findings",
     "Skipped", "fanova_by_task", "complete", "load_curves", "load_sweep", "load_sweeps",
-    "order_variants",
+    "order_tasks", "order_variants",
     "space_of", "trials_frame", "Options", "analyze", "write_report", "DEFAULT_SPACE",
     "Hyperparameter", "best_fraction", "correct", "variant_tests", "welch",
     "UnknownSweepError", "list_sweeps", "open_storage", "storage_url",

@@ -14,6 +14,7 @@ import pandas as pd
 
 from .fanova import FanovaResult
 from .importance import Skipped
+from .load import order_tasks
 from .stats import BETTER, SAME, TOO_FEW, WORSE
 
 AGREES, PARTLY, DISAGREES, UNTESTABLE = "agrees", "partly", "disagrees", "not testable"
@@ -82,7 +83,7 @@ def _describe(tests: pd.DataFrame, task: str, variant: str, baseline: str) -> st
 def _variant_claim(tests: pd.DataFrame, variant: str, baseline: str, claim: str,
                    holds) -> Finding:
     """A claim about `variant` vs the baseline, judged per task on all trials."""
-    tasks = sorted(tests["task"].unique()) if not tests.empty else []
+    tasks = order_tasks(tests["task"].unique()) if not tests.empty else []
     per_task, lines = [], []
     for task in tasks:
         r = _row(tests, task, "all", variant)
@@ -128,7 +129,7 @@ def variant_findings(tests: pd.DataFrame, baseline: str = "V") -> list[Finding]:
                          "Full gate recurrence (FGR) adds parameters but no gain (more "
                          f"parameters than {baseline}, never significantly better)", fgr_holds)
     extra = []
-    for task in sorted(tests["task"].unique()) if not tests.empty else []:
+    for task in order_tasks(tests["task"].unique()) if not tests.empty else []:
         r, b = _row(tests, task, "all", "FGR"), _row(tests, task, "all", baseline)
         if r is not None and b is not None:
             extra.append(f"{task} — mean parameters {fmt_count(r['mean_parameters'])} vs "
@@ -141,7 +142,7 @@ def variant_findings(tests: pd.DataFrame, baseline: str = "V") -> list[Finding]:
 
 def _fanova_claim(results: dict[str, FanovaResult | Skipped], claim: str, judge) -> Finding:
     per_task, lines = [], []
-    for task, res in sorted(results.items()):
+    for task, res in results.items():
         if isinstance(res, Skipped):
             per_task.append(None)
             lines.append(f"{task} — {res.reason}")

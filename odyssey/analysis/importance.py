@@ -10,7 +10,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .fanova import FanovaResult, fanova
-from .load import space_of
+from .load import order_tasks, space_of
 
 
 @dataclass
@@ -32,7 +32,7 @@ def fanova_by_task(data: pd.DataFrame, *, metric: str = "test_metric", min_trial
     """
     space = space_of(data)
     out: dict[str, FanovaResult | Skipped] = {}
-    tasks = sorted(data["task"].unique()) if tasks is None else list(tasks)
+    tasks = order_tasks(data["task"].unique()) if tasks is None else list(tasks)
     for task in tqdm(tasks, desc="fANOVA", unit="task", disable=not progress):
         part = data[data["task"] == task]
         if variants is not None:

@@ -38,6 +38,13 @@ def order_variants(names: Iterable[str]) -> list[str]:
                                         else len(VARIANT_ORDER), n))
 
 
+def order_tasks(names: Iterable[str]) -> list[str]:
+    """Task names in the paper's order (speech, handwriting, music), others after, sorted."""
+    paper = ("speech", "handwriting", "music")
+    names = list(dict.fromkeys(names))
+    return sorted(names, key=lambda n: (paper.index(n) if n in paper else len(paper), n))
+
+
 def _studies(storage: optuna.storages.BaseStorage, sweep: str) -> list:
     prefix = f"{sweep}/"
     return [s for s in storage.get_all_studies() if s.study_name.startswith(prefix)]

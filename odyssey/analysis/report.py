@@ -17,7 +17,7 @@ from . import figures
 from .fanova import FanovaResult
 from .findings import Finding, fmt, fmt_count, fmt_p, hyperparameter_findings, variant_findings
 from .importance import Skipped, fanova_by_task
-from .load import complete, load_sweep, load_sweeps, order_variants, space_of
+from .load import complete, load_sweep, load_sweeps, order_tasks, order_variants, space_of
 from .stats import best_fraction, variant_tests
 
 
@@ -99,7 +99,7 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
     counts = _state_counts(frame)
     counts.to_csv(tab_dir / "trial_states.csv", index=False)
     data = complete(frame, opt.metric) if not frame.empty else frame
-    tasks = sorted(frame["task"].unique()) if not frame.empty else []
+    tasks = order_tasks(frame["task"].unique()) if not frame.empty else []
     lines += [f"Store: `{frame.attrs.get('storage_url', '?')}`. "
               f"{len(frame)} trials in {frame['study'].nunique() if not frame.empty else 0} "
               f"studies; {len(data)} complete with a finite {opt.metric}. "
