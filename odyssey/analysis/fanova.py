@@ -174,6 +174,12 @@ class FanovaResult:
                 out.append((members[0] * weight[:, None]).T @ members[1])
         return np.asarray(out)
 
+    def marginal_per_tree(self, name: str, size: int = 100) -> tuple[np.ndarray, np.ndarray]:
+        """Grid (natural units) and each tree's marginal of `name` on it: (size,), (T, size)."""
+        d = self._index(name)
+        g = self.grid(name, size)
+        return self.space[d].from_search(g), self._tree_marginals([d], [g])
+
     def marginal(self, name: str, size: int = 100) -> pd.DataFrame:
         """Predicted marginal of one hyperparameter: value (natural units), mean and std over trees.
 

@@ -1,7 +1,8 @@
 """Each finding of the paper (DESIGN §5), checked against this sweep with its numbers.
 
-A finding's verdict is "agrees", "partly" (holds on some tasks, not all), "disagrees", or
-"not testable" (too few trials for the statistic it rests on); the evidence names the numbers.
+A finding's verdict is "agrees", "partly" (holds on some tasks, not all), "disagrees",
+"inconclusive" (the effect is within its spread across trees on every task) or "not testable"
+(too few trials for the statistic it rests on); the evidence names the numbers.
 The thresholds for "matters little" and "interact little" are configuration, stated in the text.
 """
 
@@ -18,6 +19,14 @@ from .load import order_tasks
 from .stats import BETTER, SAME, TOO_FEW, WORSE
 
 AGREES, PARTLY, DISAGREES, UNTESTABLE = "agrees", "partly", "disagrees", "not testable"
+INCONCLUSIVE = "inconclusive"
+
+
+class _Inconclusive:
+    """Per-task outcome of a claim whose effect is within the spread across trees."""
+
+
+UNCLEAR = _Inconclusive()
 
 
 @dataclass
@@ -50,10 +59,10 @@ def fmt_p(p: float) -> str:
     return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
 
 
-def _overall(per_task: list[bool | None]) -> str:
-    tested = [x for x in per_task if x is not None]
+def _overall(per_task: list) -> str:
+    tested = [x for x in per_task if isinstance(x, bool)]
     if not tested:
-        return UNTESTABLE
+        return INCONCLUSIVE if any(x is UNCLEAR for x in per_task) else UNTESTABLE
     if all(tested):
         return AGREES
     return PARTLY if any(tested) else DISAGREES
@@ -180,15 +189,19 @@ def hyperparameter_findings(results: dict[str, FanovaResult | Skipped], *,
                 f"second: {main.index[1]} {_pct(main['mean'].iloc[1])} (hidden_size "
                 f"{_pct(main['mean'].get('hidden_size', float('nan')))})")
 
-    def noise_hurts(res: FanovaResult) -> tuple[bool, str]:
+    def noise_hurts(res: FanovaResult):
         if "input_noise" not in res.names:
             return None, "input_noise not searched"
-        m = res.marginal("input_noise", 101)
-        k = 10
-        low, high = m["mean"].iloc[:k].mean(), m["mean"].iloc[-k:].mean()
+        _, per_tree = res.marginal_per_tree("input_noise", 100)
+        low, high = per_tree[:, :10].mean(1), per_tree[:, -10:].mean(1)  # the first / last 10 %
+        diff = high - low
         frac = res.main_effects().loc["input_noise"]
-        return (high > low, f"predicted {fmt(low)} at noise ≤ 0.1 vs {fmt(high)} at noise ≥ 0.9"
-                f" (main effect {_pct(frac['mean'])})")
+        text = (f"predicted {fmt(low.mean())} at the lowest 10 % of noise vs {fmt(high.mean())} "
+                f"at the highest (difference {fmt(diff.mean(), 3)} ± {fmt(diff.std(), 3)} over "
+                f"trees; main effect {_pct(frac['mean'])})")
+        if abs(diff.mean()) <= diff.std():
+            return UNCLEAR, text + ": within the spread, inconclusive"
+        return bool(diff.mean() > 0), text
 
     def momentum_little(res: FanovaResult) -> tuple[bool, str]:
         name = "one_minus_momentum"
@@ -223,6 +236,6 @@ def hyperparameter_findings(results: dict[str, FanovaResult | Skipped], *,
     for claim, judge in judged:
         def wrapped(res, judge=judge):
             ok, text = judge(res)
-            return (None if ok is None else bool(ok)), text
+            return (ok if ok is None or ok is UNCLEAR else bool(ok)), text
         out.append(_fanova_claim(results, claim, wrapped))
     return out

@@ -235,9 +235,10 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
     ).to_csv(tab_dir / "findings.csv", index=False)
     finding_lines = [
         "## The paper's findings in this sweep", "",
-        "Each finding of Greff et al. (DESIGN §5), judged per task: *agrees* (every task where "
-        "it could be tested), *partly* (some tasks), *disagrees* (none), *not testable* (too few "
-        "trials). Variant claims use all trials for the verdict and show the best "
+        "Each finding of Greff et al. (DESIGN §5), judged per task: *agrees* (every task "
+        "where it could be tested), *partly* (some tasks), *disagrees* (none), *inconclusive* "
+        "(the effect is within its spread across trees), *not testable* (too few trials). "
+        "Variant claims use all trials for the verdict and show the best "
         f"{pct} too (means of {opt.metric}, corrected p-values).", "",
         md_table(pd.DataFrame({"finding": [f.claim for f in found],
                                "this sweep": [f"**{f.verdict}**" for f in found],
