@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from .fanova import FanovaResult
-from .load import order_variants
+from .load import order_variants, space_of
 from .stats import BASELINE, BETTER, SAME, WORSE
 
 WORSE_COLOR = "#c0392b"
@@ -257,6 +257,9 @@ def learning_rate_scatter(frame: pd.DataFrame, task: str, *, metric: str = "test
         ax.set_xscale("log")
         ax.set_title(f"{v} (n={len(part)})", fontsize="medium")
         ax.grid(alpha=0.3)
+    lr = {hp.name: hp for hp in space_of(frame)}.get("learning_rate")
+    if lr is not None and lr.log:  # the whole searched range, shared by all panels
+        axes[0].set_xlim(lr.low / 1.5, lr.high * 1.5)
     for ax in axes[len(variants):]:
         ax.set_visible(False)
     for ax in axes[::ncols]:
