@@ -177,17 +177,33 @@ def hyperparameter_findings(results: dict[str, FanovaResult | Skipped], *,
         return ", ".join(f"{n} {100 * m:.1f} ± {100 * sd:.1f} %"
                          for n, m, sd in zip(main.index, main["mean"], main["std"], strict=True))
 
-    def lr_first(res: FanovaResult) -> tuple[bool, str]:
-        main = res.main_effects()
-        return main.index[0] == "learning_rate", f"main effects: {ranking(res)}"
+    def outranks(res: FanovaResult, name: str, rivals: list[str]):
+        """Whether `name`'s main effect beats every rival's, judged per tree (a tie: UNCLEAR)."""
+        if name not in res.names or not rivals:
+            return None
+        per_tree = res.main_per_tree
+        mine = per_tree[:, res.names.index(name)]
+        best_rival = per_tree[:, [res.names.index(r) for r in rivals]].max(1)
+        diff = mine - best_rival
+        if abs(diff.mean()) <= diff.std():
+            return UNCLEAR
+        return bool(diff.mean() > 0)
 
-    def hidden_second(res: FanovaResult) -> tuple[bool, str]:
+    def lr_first(res: FanovaResult):
+        rivals = [n for n in res.names if n != "learning_rate"]
+        ok = outranks(res, "learning_rate", rivals)
+        text = f"main effects: {ranking(res)}"
+        return ok, text + (": a tie within the spread across trees" if ok is UNCLEAR else "")
+
+    def hidden_second(res: FanovaResult):
         main = res.main_effects()
-        if len(main) < 2:
-            return None, "fewer than two hyperparameters"
-        return (main.index[1] == "hidden_size",
-                f"second: {main.index[1]} {_pct(main['mean'].iloc[1])} (hidden_size "
+        if len(main) < 2 or "hidden_size" not in res.names:
+            return None, "hidden_size not searched, or fewer than two hyperparameters"
+        rivals = [n for n in res.names if n not in ("hidden_size", "learning_rate")]
+        ok = outranks(res, "hidden_size", rivals)
+        text = (f"second: {main.index[1]} {_pct(main['mean'].iloc[1])} (hidden_size "
                 f"{_pct(main['mean'].get('hidden_size', float('nan')))})")
+        return ok, text + (": a tie within the spread across trees" if ok is UNCLEAR else "")
 
     def noise_hurts(res: FanovaResult):
         if "input_noise" not in res.names:
@@ -225,7 +241,8 @@ def hyperparameter_findings(results: dict[str, FanovaResult | Skipped], *,
 
     judged = [
         ("Learning rate is the most important hyperparameter (largest main effect)", lr_first),
-        ("Hidden size is the second most important", hidden_second),
+        ("Hidden size is the second most important (after learning rate, ahead of the others)",
+         hidden_second),
         ("Input noise hurts (predicted metric higher at large noise than at none)",
          noise_hurts),
         (f"Momentum matters little (main effect below {_pct(little)})", momentum_little),
