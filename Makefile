@@ -41,6 +41,10 @@ test-all: $(STAMP)
 analyze: $(STAMP)
 	$(VENV)/bin/odyssey-analyze sweep_name=$(SWEEP) $(ANALYZE_ARGS)
 
+bench: $(STAMP)
+	$(PY) benchmarks/bench_cells.py
+	$(PY) benchmarks/fanova_speed.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
