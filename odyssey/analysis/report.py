@@ -160,8 +160,9 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
                              min_samples_leaf=opt.fanova_min_samples_leaf,
                              variants=opt.fanova_variants, progress=opt.progress, tasks=tasks)
     done = {t: r for t, r in results.items() if isinstance(r, FanovaResult)}
-    pooled = ("all variants pooled" if not opt.fanova_variants
-              else "variants " + ", ".join(opt.fanova_variants))
+    pooled = ("all variants pooled (what distinguishes the variants is then variance the "
+              "forest cannot explain; `fanova.variants=[V]` analyses one)"
+              if not opt.fanova_variants else "variants " + ", ".join(opt.fanova_variants))
     hp_lines = [
         "## Hyperparameters (fANOVA)", "",
         f"A random forest of {opt.fanova_trees} trees is fitted per task to (hyperparameters in "
