@@ -52,6 +52,7 @@ class HandwritingTask(Task):
     bidirectional = True
     metric = "cer"
     metric_label = "character error rate"
+    loss_reduction = "sequence"  # `loss` is already the CTC NLL per line
 
     def __init__(self, splits: dict[str, SequenceSet], charset: str, **kwargs) -> None:
         super().__init__(splits, len(charset) + 1, **kwargs)

@@ -99,6 +99,8 @@ def test_ctc_loss_is_per_line_and_ignores_padding() -> None:
                    batch.target_lengths)
     assert task.loss(longer, padded).item() == pytest.approx(expected.item(), rel=1e-5)
     assert task.score(longer, padded)["cer"] == task.score(outputs, batch)["cer"]
+    # the trainer's per-sequence objective is the same number: CTC is already per line
+    assert task.sequence_loss(outputs, batch).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_network_shape_and_metric_names() -> None:
