@@ -59,8 +59,9 @@ class SpeechOptions:
         if self.source == "timit":
             key["path"] = str(Path(self.path or "").expanduser().resolve())
         else:
-            key.update(corpus_version=flite.CORPUS_VERSION, utterances=self.utterances, speakers=self.speakers, voices=self.voices,
-                       words=str(self.words), seed=self.seed)
+            key.update(corpus_version=flite.CORPUS_VERSION, utterances=self.utterances,
+                       speakers=self.speakers, voices=self.voices, words=str(self.words),
+                       seed=self.seed)
         return key
 
     def stem(self) -> Path:

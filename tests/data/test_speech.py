@@ -289,7 +289,8 @@ def test_flite_plan_is_deterministic_with_disjoint_speakers():
 
 # -- the synthetic corpus --------------------------------------------------------------------
 TINY = ["source=flite", "utterances.train=6", "utterances.valid=3", "utterances.test=3",
-        "speakers.train=3", "speakers.valid=1", "speakers.test=1", "voices=[kal16,slt,kal]"]
+        "speakers.train=3", "speakers.valid=1", "speakers.test=1", "voices=[kal16,slt,kal]",
+        "workers=1"]
 
 
 @needs_flite
