@@ -50,7 +50,7 @@ test-all: system-deps $(STAMP)
 	$(PY) -m pytest -m "slow or not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check odyssey tests benchmarks
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,66 @@
+"""An independent NumPy transcription of the DESIGN §2 equations, used only by the tests.
+
+It reads a layer's parameters gate by gate and applies the printed equations literally,
+so that the reference implementation is checked against the spec, not against itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from odyssey.cells.layer import LSTMFamilyCell
+
+
+def sigma(a: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+def named_weights(cell: LSTMFamilyCell) -> dict[str, np.ndarray]:
+    """W_k, R_k, b_k, p_k per block k, and R_{k->g} of FGR, as float64 arrays."""
+    h = cell.hidden_size
+    out: dict[str, np.ndarray] = {}
+    for n, k in enumerate(cell.spec.blocks):
+        rows = slice(n * h, (n + 1) * h)
+        out[f"W_{k}"] = cell.weight_ih.detach().double().numpy()[rows]
+        out[f"R_{k}"] = cell.weight_hh.detach().double().numpy()[rows]
+        out[f"b_{k}"] = cell.bias.detach().double().numpy()[rows]
+    for g in cell.spec.peephole_gates:
+        out[f"p_{g}"] = getattr(cell, f"peephole_{g}").detach().double().numpy()
+    if cell.spec.gate_recurrence:
+        gg = cell.weight_gg.detach().double().numpy()
+        for a, target in enumerate("ifo"):
+            for b, source in enumerate("ifo"):
+                out[f"R_{source}->{target}"] = gg[a * h:(a + 1) * h, b * h:(b + 1) * h]
+    return out
+
+
+def run_equations(cell: LSTMFamilyCell, x: np.ndarray) -> np.ndarray:
+    """y for one sequence x (T, I) by the DESIGN §2 equations of cell.spec."""
+    s, w, h = cell.spec, named_weights(cell), cell.hidden_size
+    y_prev, c_prev = np.zeros(h), np.zeros(h)
+    prev_gates = {"i": np.zeros(h), "f": np.zeros(h), "o": np.zeros(h)}
+    ys = []
+
+    def pre(k: str, x_t: np.ndarray) -> np.ndarray:
+        a = w[f"W_{k}"] @ x_t + w[f"R_{k}"] @ y_prev + w[f"b_{k}"]
+        if s.gate_recurrence and k in "ifo":
+            a = a + sum(w[f"R_{src}->{k}"] @ prev_gates[src] for src in "ifo")
+        return a
+
+    for x_t in x:
+        g = np.tanh if s.input_activation else (lambda v: v)
+        hh = np.tanh if s.output_activation else (lambda v: v)
+        z = g(pre("z", x_t))
+        i = sigma(pre("i", x_t) + w.get("p_i", 0.0) * c_prev) if s.input_gate else np.ones(h)
+        if s.coupled:
+            f = 1.0 - i
+        elif s.forget_gate:
+            f = sigma(pre("f", x_t) + w.get("p_f", 0.0) * c_prev)
+        else:
+            f = np.ones(h)
+        c = z * i + c_prev * f
+        o = sigma(pre("o", x_t) + w.get("p_o", 0.0) * c) if s.output_gate else np.ones(h)
+        y = hh(c) * o
+        ys.append(y)
+        y_prev, c_prev, prev_gates = y, c, {"i": i, "f": f, "o": o}
+    return np.stack(ys)
