@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from . import features, flite, timit
-from .cache import cached, datasets_dir, load_manifest_safe
+from .cache import build_lock, cached, datasets_dir, load_manifest_safe
 from .phones import inventory
 
 SPLITS = ("train", "valid", "test")
@@ -220,8 +220,13 @@ def _build(opts: SpeechOptions, log: Callable[[str], None]) -> tuple[dict, dict]
 
 def load_corpus(opts: SpeechOptions, rebuild: bool = False,
                 log: Callable[[str], None] = print) -> tuple[dict[str, list[np.ndarray]], dict]:
-    """The corpus of `opts` (arrays `<split>_x`, `<split>_y`) and its manifest, cached."""
-    return cached(opts.stem(), lambda: _build(opts, log), rebuild=rebuild, log=log)
+    """The corpus of `opts` (arrays `<split>_x`, `<split>_y`) and its manifest, cached.
+
+    Parallel sweep workers wait on a lock, so that one of them builds and the others read.
+    """
+    stem = opts.stem()
+    with build_lock(stem.parent):
+        return cached(stem, lambda: _build(opts, log), rebuild=rebuild, log=log)
 
 
 # -- odyssey-data ----------------------------------------------------------------------------
@@ -259,9 +264,50 @@ def summary(manifest: dict, top: int | None = None) -> dict:
 
 
 def info(cfg: DictConfig) -> dict:
-    """Describe the corpus of `cfg` (building it first if needed)."""
+    """What `odyssey-data info speech` prints; the corpus must have been built."""
     opts = speech_options(cfg)
     if load_manifest_safe(opts.stem()) is None:
-        print(f"speech corpus not built yet; building {opts.stem()}")
+        raise RuntimeError(f"speech corpus not built ({opts.stem().with_suffix('.json')} "
+                           "missing); run: odyssey-data build speech, with the same "
+                           "key=value options")
     _, manifest = load_corpus(opts)
     return {"cache": str(opts.stem().with_suffix(".npz")), **summary(manifest)}
+
+
+def show(cfg: DictConfig, n: int = 4, out: Path | None = None) -> Path:
+    """Draw `n` training utterances: static features against time, phone labels on top."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    opts = speech_options(cfg)
+    arrays, manifest = load_corpus(opts)
+    names = manifest["inventory"]
+    n = max(1, min(n, len(arrays["train_x"])))
+    fig, axes = plt.subplots(n, 1, figsize=(12, 2.4 * n), squeeze=False)
+    for ax, x, y, utt in zip(axes[:, 0], arrays["train_x"][:n], arrays["train_y"][:n],
+                             manifest["splits"]["train"]["ids"], strict=False):
+        t_end = len(x) * features.HOP_S
+        image = ax.imshow(x[:, :13].T, aspect="auto", origin="lower", cmap="viridis",
+                          interpolation="nearest", extent=(0, t_end, -0.5, 12.5))
+        bounds = np.flatnonzero(np.diff(y)) + 1
+        for b in bounds:
+            ax.axvline(b * features.HOP_S, color="white", lw=0.5, alpha=0.7)
+        starts = np.concatenate([[0], bounds])
+        ends = np.concatenate([bounds, [len(y)]])
+        for a, b in zip(starts, ends, strict=True):
+            ax.text((a + b) / 2 * features.HOP_S, 12.9, names[y[a]], ha="center",
+                    va="bottom", fontsize=6, clip_on=True)
+        ax.set_ylim(-0.5, 14)
+        ax.set_yticks([0, 4, 8, 12], ["log E", "c4", "c8", "c12"])
+        ax.set_title(utt, fontsize=9, loc="left")
+        ax.set_ylabel("feature")
+        fig.colorbar(image, ax=ax, pad=0.01, label="value")
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.tight_layout()
+    out = Path(out) if out else opts.stem().with_suffix(".png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -220,6 +220,8 @@ def test_features_and_labels_are_aligned_on_timit(tree):
 
 # -- building through odyssey-data -----------------------------------------------------------
 def test_build_and_info_timit(tree, datasets, capsys):
+    assert odyssey_data(["info", "speech", "source=timit", f"path={tree}"]) == 2
+    assert "not built" in capsys.readouterr().err
     assert odyssey_data(["build", "speech", "source=timit", f"path={tree}", "workers=1"]) == 0
     out = capsys.readouterr()
     assert "train 6 utt" in out.out and "the full corpus gives train 3696" in out.out
@@ -235,6 +237,10 @@ def test_build_and_info_timit(tree, datasets, capsys):
     assert inv["classes"] == 61 and inv["majority_class"] == "h#"
     assert abs(sum(inv["train_frame_fraction"].values()) - 1) < 1e-3
     assert 0 < info["test"]["majority_class_error"] < 1
+    png = datasets / "fig.png"
+    assert odyssey_data(["show", "speech", "source=timit", f"path={tree}", "--n", "2",
+                         "--out", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_bad_config_and_bad_files_are_reported(tree, tmp_path, datasets, capsys):
