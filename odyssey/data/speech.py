@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import sys
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -122,14 +122,19 @@ def speech_options(cfg: DictConfig | dict | None = None, **overrides) -> SpeechO
 
 # -- building --------------------------------------------------------------------------------
 def _map(func: Callable, jobs: list, workers: int, desc: str) -> Iterable:
-    """`func` over `jobs` in order, on `workers` processes, with a progress bar."""
+    """`func` over `jobs` in order, on `workers` threads, with a progress bar.
+
+    Threads, not processes: the work is mostly waiting for the `flite` program or NumPy,
+    both outside the GIL, and threads need no re-import of the caller's script (a
+    spawned process would run an unguarded script again) nor a fork of a process that
+    holds torch's thread pool.
+    """
     bar = dict(total=len(jobs), desc=desc, unit="utt", file=sys.stderr, mininterval=1.0)
     if workers <= 1 or len(jobs) < 4:
         yield from tqdm(map(func, jobs), **bar)
         return
-    # spawn: the parent may hold torch's threads, which fork would copy in a broken state
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        yield from tqdm(pool.imap(func, jobs, chunksize=4), **bar)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        yield from tqdm(pool.map(func, jobs), **bar)
 
 
 def _timit_job(job: tuple[str, str, str]) -> tuple[str, np.ndarray, np.ndarray]:
@@ -190,7 +195,7 @@ def _build(opts: SpeechOptions, log: Callable[[str], None]) -> tuple[dict, dict]
         versions["flite"] = flite.flite_version()
         func = flite.synthesize_job
         desc = "flite synthesis"
-    log(f"building the speech corpus ({opts.source}) on {workers} process(es)")
+    log(f"building the speech corpus ({opts.source}) on {workers} thread(s)")
     flat = [j for s in SPLITS for j in jobs[s]]
     results = list(_map(func, flat, workers, desc))
     arrays: dict[str, list[np.ndarray]] = {}
