@@ -281,6 +281,7 @@ def info(cfg: DictConfig) -> dict:
 
 def show(cfg: DictConfig, n: int = 4, out: Path | None = None) -> Path:
     """Draw `n` training utterances: static features against time, phone labels on top."""
+    # (rows standardised per utterance for display; the cache holds the raw features)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -294,8 +295,11 @@ def show(cfg: DictConfig, n: int = 4, out: Path | None = None) -> Path:
     for ax, x, y, utt in zip(axes[:, 0], arrays["train_x"][:n], arrays["train_y"][:n],
                              manifest["splits"]["train"]["ids"], strict=False):
         t_end = len(x) * features.HOP_S
-        image = ax.imshow(x[:, :13].T, aspect="auto", origin="lower", cmap="viridis",
-                          interpolation="nearest", extent=(0, t_end, -0.5, 12.5))
+        static = x[:, :13]  # each row standardised on its own: energy and cepstra differ
+        static = (static - static.mean(0)) / np.maximum(static.std(0), 1e-6)
+        image = ax.imshow(static.T, aspect="auto", origin="lower", cmap="viridis",
+                          interpolation="nearest", extent=(0, t_end, -0.5, 12.5),
+                          vmin=-3, vmax=3)
         bounds = np.flatnonzero(np.diff(y)) + 1
         for b in bounds:
             ax.axvline(b * features.HOP_S, color="white", lw=0.5, alpha=0.7)
@@ -308,7 +312,7 @@ def show(cfg: DictConfig, n: int = 4, out: Path | None = None) -> Path:
         ax.set_yticks([0, 4, 8, 12], ["log E", "c4", "c8", "c12"])
         ax.set_title(utt, fontsize=9, loc="left")
         ax.set_ylabel("feature")
-        fig.colorbar(image, ax=ax, pad=0.01, label="value")
+        fig.colorbar(image, ax=ax, pad=0.01, label="z-score")
     axes[-1, 0].set_xlabel("time (s)")
     fig.tight_layout()
     out = Path(out) if out else opts.stem().with_suffix(".png")
