@@ -49,6 +49,9 @@ test-slow: system-deps $(STAMP)
 test-all: system-deps $(STAMP)
 	$(PY) -m pytest -m "slow or not slow"
 
+bench: $(STAMP)
+	$(PY) benchmarks/bench_cells.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 

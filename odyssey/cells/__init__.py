@@ -20,7 +20,9 @@ def build_layer(variant: str, input_size: int, hidden_size: int, *, bidirectiona
 
     Call it as `layer(x, lengths=None)` with x time-major (T, B, I); it returns (T, B, H),
     or (T, B, 2H) when bidirectional, with zeros at padded steps. `impl` picks the kernel:
-    "auto" (the fastest available) or "reference" (the readable per-step loop).
+    "auto" (the fastest available: the compiled C++ kernels for the LSTM family, PyTorch's
+    own kernels for GRU/RNN; the reference loop, after one warning, where the C++ build
+    fails), "cpp" (the fast kernels or an error) or "reference" (the readable per-step loop).
     """
     s = spec(variant)
     if impl not in IMPLS:

@@ -5,10 +5,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from . import reference
+from . import fast, reference
 from .variants import VariantSpec, parameter_count
 
-IMPLS = ("auto", "reference")
+# "auto": the fast kernels where they can be built, else the reference loops (one warning);
+# "cpp": the fast kernels or an error; "reference": the readable per-step loops.
+IMPLS = ("auto", "reference", "cpp")
+
+
+def _use_fast(impl: str) -> bool:
+    """Whether a cell with this `impl` runs the fast kernels (building them on first use)."""
+    return impl != "reference" and fast.extension(required=impl == "cpp") is not None
 
 
 class LSTMFamilyCell(nn.Module):
@@ -57,8 +64,9 @@ class LSTMFamilyCell(nn.Module):
 
     def sequence(self, x: Tensor) -> Tensor:
         """y (T, B, H) for x (T, B, I), all sequences starting at t = 0."""
-        return reference.lstm_sequence(self.spec, x, self.weight_ih, self.weight_hh,
-                                       self.bias, self.peepholes(), self.weight_gg)
+        run = fast.lstm_sequence if _use_fast(self.impl) else reference.lstm_sequence
+        return run(self.spec, x, self.weight_ih, self.weight_hh, self.bias, self.peepholes(),
+                   self.weight_gg)
 
 
 class TorchParamCell(nn.Module):
@@ -83,9 +91,18 @@ class TorchParamCell(nn.Module):
                 p.normal_(0.0, self.init_std)
 
     def sequence(self, x: Tensor) -> Tensor:
-        """y (T, B, H) for x (T, B, I), all sequences starting at t = 0."""
-        run = reference.gru_sequence if self.spec.family == "gru" else reference.rnn_sequence
-        return run(x, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        """y (T, B, H) for x (T, B, I), all sequences starting at t = 0.
+
+        The fast path is the C++ kernel on the CPU and PyTorch's own GRU / tanh-RNN kernel
+        on other devices or where the extension cannot be built (same parameterisation).
+        """
+        gru = self.spec.family == "gru"
+        args = (x, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        if self.impl == "reference":
+            return (reference.gru_sequence if gru else reference.rnn_sequence)(*args)
+        # without the extension ("auto" only), PyTorch's kernels beat the reference loop
+        mode = "fast" if _use_fast(self.impl) else "torch"
+        return (fast.gru_sequence if gru else fast.rnn_sequence)(*args, mode=mode)
 
 
 class RecurrentLayer(nn.Module):

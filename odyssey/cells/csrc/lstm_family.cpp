@@ -1,0 +1,865 @@
+// Fused recurrences (Odyssey, DESIGN §2): the whole time loop and its backward pass in C++,
+// for the vanilla LSTM and its eight one-change variants, and for the GRU and tanh RNN in
+// PyTorch's parameterisation (at the end of the file).
+//
+// Why by hand: PyTorch fuses only the peephole-free LSTM (nn.LSTM); a per-step Python cell
+// pays ~10 ATen dispatches per step forward and as many autograd nodes backward, which
+// dominates at the paper's batch size of 1. Here each step is one matrix product (two for
+// FGR) plus one pass of raw loops over the (B, H) elements, and the input projections of
+// all steps are one matrix product. On devices other than the CPU the same recurrence runs
+// through ATen ops (device-generic path).
+//
+// Layout: acts (T, B, G*H) hold the gate blocks in storage order z, [i], [f], [o] -- the
+// pre-activations first, overwritten in place by the activations. c and hc (T, B, H) hold
+// the cell state and h(c); y (T, B, H) the block output.
+
+#include <ATen/ATen.h>
+#include <ATen/AccumulateType.h>
+#include <ATen/Dispatch.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+// The BLAS that PyTorch itself links (MKL on x86 wheels) exports the Fortran gemm; calling
+// it directly skips ~3 us of ATen dispatch per call, which at B = 1 is most of a step.
+// Weak symbols: where a torch build does not export them, the ATen fallback runs instead.
+extern "C" {
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*,
+            const float*, const int*, const float*, const int*, const float*, float*,
+            const int*) __attribute__((weak));
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*,
+            const double*, const int*, const double*, const int*, const double*, double*,
+            const int*) __attribute__((weak));
+}
+
+namespace {
+
+// Row-major C (M x N, leading dim ldc) = op(A) op(B) [+ C when accumulate], with op a
+// transpose where ta / tb; through BLAS when `blas` and the symbol exists, else ATen.
+template <typename T>
+void gemm(bool blas, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A,
+          int64_t lda, const T* B, int64_t ldb, bool accumulate, T* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  const T one = T(1), beta = accumulate ? T(1) : T(0);
+  // column-major view: C^T (N x M) = op(B)^T op(A)^T
+  const char fa = tb ? 'T' : 'N', fb = ta ? 'T' : 'N';
+  const int m = int(N), n = int(M), k = int(K), l1 = int(ldb), l2 = int(lda), l3 = int(ldc);
+  if constexpr (std::is_same_v<T, float>) {
+    if (blas && sgemm_ && K > 0) return sgemm_(&fa, &fb, &m, &n, &k, &one, B, &l1, A, &l2,
+                                                &beta, C, &l3);
+  } else {
+    if (blas && dgemm_ && K > 0) return dgemm_(&fa, &fb, &m, &n, &k, &one, B, &l1, A, &l2,
+                                                &beta, C, &l3);
+  }
+  const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  at::Tensor a = at::from_blob(const_cast<T*>(A), {ta ? K : M, ta ? M : K}, {lda, 1}, opts);
+  at::Tensor b = at::from_blob(const_cast<T*>(B), {tb ? N : K, tb ? K : N}, {ldb, 1}, opts);
+  at::Tensor c = at::from_blob(C, {M, N}, {ldc, 1}, opts);
+  at::Tensor prod = at::mm(ta ? a.t() : a, tb ? b.t() : b);
+  if (accumulate) c.add_(prod); else c.copy_(prod);
+}
+
+// Variant flags; must match odyssey/cells/fast.py.
+constexpr int64_t IG = 1;      // input gate
+constexpr int64_t FG = 2;      // forget gate (own parameters)
+constexpr int64_t CPL = 4;     // coupled: f = 1 - i
+constexpr int64_t OG = 8;      // output gate
+constexpr int64_t IACT = 16;   // g = tanh (else identity)
+constexpr int64_t OACT = 32;   // h = tanh (else identity)
+constexpr int64_t PEEP = 64;   // peepholes
+constexpr int64_t FGR = 128;   // full gate recurrence
+
+// ---------------------------------------------------------------------------------------
+// Vectorisable exp: the loops below call it once per gate element, and glibc's scalar
+// exp/tanh are not vectorised without -ffast-math (which would also break exactness).
+// Cody-Waite range reduction x = n ln2 + r and a minimax polynomial for e^r (Cephes), then
+// 2^n through the exponent bits; only arithmetic and integer ops, so GCC vectorises it.
+// Accurate to a few ulp, well inside the tests' tolerances against torch's own exp.
+inline float vexp(float x) {
+  x = std::min(std::max(x, -87.0f), 88.0f);
+  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  float n = x * 1.44269504088896341f + shifter;
+  n -= shifter;
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+inline double vexp(double x) {
+  x = std::min(std::max(x, -708.0), 709.0);
+  const double shifter = 6755399441055744.0;  // 1.5 * 2^52
+  double n = x * 1.4426950408889634074 + shifter;
+  n -= shifter;
+  double r = x - n * 6.93145751953125e-1;
+  r = r - n * 1.42860682030941723212e-6;
+  // Cephes exp: e^r = 1 + 2 r P(r^2) / (Q(r^2) - r P(r^2))
+  const double rr = r * r;
+  double p = 1.26177193074810590878e-4;
+  p = p * rr + 3.02994407707441961300e-2;
+  p = p * rr + 9.99999999999999999910e-1;
+  p = p * r;
+  double q = 3.00198505138664455042e-6;
+  q = q * rr + 2.52448340349684104192e-3;
+  q = q * rr + 2.27265548208155028766e-1;
+  q = q * rr + 2.00000000000000000009e0;
+  const double e = 1.0 + 2.0 * p / (q - p);
+  int64_t bits = (static_cast<int64_t>(n) + 1023) << 52;
+  double scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return e * scale;
+}
+
+template <typename T>
+inline T sigm(T x) {
+  return T(1) / (T(1) + vexp(-x));
+}
+
+template <typename T>
+inline T tanh_(T x) {
+  // tanh(x) = sign(x) (1 - e) / (1 + e), e = exp(-2|x|): stable for large |x|
+  const T e = vexp(T(-2) * std::abs(x));
+  return std::copysign((T(1) - e) / (T(1) + e), x);
+}
+
+template <int64_t F>
+struct Layout {
+  static constexpr bool ig = F & IG, fg = F & FG, cpl = F & CPL, og = F & OG;
+  static constexpr bool iact = F & IACT, oact = F & OACT, peep = F & PEEP, fgr = F & FGR;
+  static constexpr int ki = ig ? 1 : -1;
+  static constexpr int kf = fg ? 1 + ig : -1;
+  static constexpr int ko = og ? 1 + ig + fg : -1;
+  static constexpr int G = 1 + ig + fg + og;
+};
+
+// Gate block k of row b: rows are G*H long, block k starts at k*H (null if absent).
+template <typename T>
+inline T* block(T* base, int64_t b, int64_t GH, int k, int64_t H) {
+  return k < 0 ? nullptr : base + b * GH + k * H;
+}
+
+// One forward step over (B, H): acts_t holds pre-activations on entry, activations on exit.
+// The inner loop has unit-stride accesses only and no branches, so GCC vectorises it.
+template <typename T, int64_t F>
+void step_forward(int64_t B, int64_t H, T* acts_t, const T* __restrict c_prev,
+                  T* __restrict c_t, T* __restrict hc_t, T* __restrict y_t,
+                  const T* __restrict pi, const T* __restrict pf, const T* __restrict po) {
+  using L = Layout<F>;
+  const int64_t GH = L::G * H;
+  for (int64_t b = 0; b < B; ++b) {
+    T* __restrict az = block(acts_t, b, GH, 0, H);
+    T* __restrict ai = block(acts_t, b, GH, L::ki, H);
+    T* __restrict af = block(acts_t, b, GH, L::kf, H);
+    T* __restrict ao = block(acts_t, b, GH, L::ko, H);
+    const T* __restrict cp = c_prev + b * H;
+    T* __restrict cn = c_t + b * H;
+    T* __restrict hc = hc_t + b * H;
+    T* __restrict y = y_t + b * H;
+#pragma GCC ivdep
+    for (int64_t h = 0; h < H; ++h) {
+      T z = az[h];
+      if constexpr (L::iact) z = tanh_(z);
+      T i = T(1), f = T(1), o = T(1);
+      if constexpr (L::ig) {
+        T pre = ai[h];
+        if constexpr (L::peep) pre += pi[h] * cp[h];
+        i = sigm(pre);
+      }
+      if constexpr (L::cpl) {
+        f = T(1) - i;
+      } else if constexpr (L::fg) {
+        T pre = af[h];
+        if constexpr (L::peep) pre += pf[h] * cp[h];
+        f = sigm(pre);
+      }
+      const T c = z * i + cp[h] * f;
+      if constexpr (L::og) {
+        T pre = ao[h];
+        if constexpr (L::peep) pre += po[h] * c;  // the output gate peeps at the new c
+        o = sigm(pre);
+      }
+      T hcv = c;
+      if constexpr (L::oact) hcv = tanh_(c);
+      az[h] = z;
+      if constexpr (L::ig) ai[h] = i;
+      if constexpr (L::fg) af[h] = f;
+      if constexpr (L::og) ao[h] = o;
+      cn[h] = c;
+      hc[h] = hcv;
+      y[h] = hcv * o;
+    }
+  }
+}
+
+// One backward step over (B, H). dy_t + dh: dL/dy_t (output gradient, recurrent part);
+// dc: dL/dc_t from step t+1 on entry, dL/dc_{t-1} on exit; dg: FGR's dL/d[i;f;o]_t from
+// step t+1 (B, 3H) or null; dpre_t (B, G*H) receives dL/d(pre-activation); dpi/dpf/dpo
+// accumulate the peephole gradients.
+template <typename T, int64_t F>
+void step_backward(int64_t B, int64_t H, const T* acts_t, const T* __restrict c_prev,
+                   const T* __restrict c_t, const T* __restrict hc_t,
+                   const T* __restrict dy_t, const T* __restrict dh, T* __restrict dc,
+                   const T* dg, T* dpre_t, const T* __restrict pi, const T* __restrict pf,
+                   const T* __restrict po, T* __restrict dpi, T* __restrict dpf,
+                   T* __restrict dpo) {
+  using L = Layout<F>;
+  const int64_t GH = L::G * H;
+  for (int64_t b = 0; b < B; ++b) {
+    const T* __restrict az = block(acts_t, b, GH, 0, H);
+    const T* __restrict ai = block(acts_t, b, GH, L::ki, H);
+    const T* __restrict af = block(acts_t, b, GH, L::kf, H);
+    const T* __restrict ao = block(acts_t, b, GH, L::ko, H);
+    T* __restrict dz_ = block(dpre_t, b, GH, 0, H);
+    T* __restrict di_ = block(dpre_t, b, GH, L::ki, H);
+    T* __restrict df_ = block(dpre_t, b, GH, L::kf, H);
+    T* __restrict do_ = block(dpre_t, b, GH, L::ko, H);
+    const T* __restrict gi = L::fgr ? dg + b * 3 * H : nullptr;
+    const T* __restrict gf = L::fgr ? gi + H : nullptr;
+    const T* __restrict go = L::fgr ? gi + 2 * H : nullptr;
+    const T* __restrict cp = c_prev + b * H;
+    const T* __restrict cn = c_t + b * H;
+    const T* __restrict hc = hc_t + b * H;
+    const T* __restrict dyo = dy_t + b * H;
+    const T* __restrict dyr = dh + b * H;
+    T* __restrict dcb = dc + b * H;
+#pragma GCC ivdep
+    for (int64_t h = 0; h < H; ++h) {
+      const T z = az[h];
+      T i = T(1), f = T(1), o = T(1);
+      if constexpr (L::ig) i = ai[h];
+      if constexpr (L::fg) f = af[h];
+      if constexpr (L::cpl) f = T(1) - i;
+      if constexpr (L::og) o = ao[h];
+      const T hcv = hc[h];
+      const T cprev = cp[h];
+      const T dyv = dyo[h] + dyr[h];
+      T dc_ = dyv * o;
+      if constexpr (L::oact) dc_ *= T(1) - hcv * hcv;
+      dc_ += dcb[h];
+      if constexpr (L::og) {
+        T dov = dyv * hcv;
+        if constexpr (L::fgr) dov += go[h];
+        const T dao = dov * o * (T(1) - o);
+        do_[h] = dao;
+        if constexpr (L::peep) {
+          dc_ += dao * po[h];
+          dpo[h] += dao * cn[h];
+        }
+      }
+      T dcp = dc_ * f;
+      T dz = dc_ * i;
+      if constexpr (L::iact) dz *= T(1) - z * z;
+      dz_[h] = dz;
+      if constexpr (L::ig) {
+        T di = dc_ * z;
+        if constexpr (L::cpl) di -= dc_ * cprev;
+        if constexpr (L::fgr) di += gi[h];
+        const T dai = di * i * (T(1) - i);
+        di_[h] = dai;
+        if constexpr (L::peep) {
+          dcp += dai * pi[h];
+          dpi[h] += dai * cprev;
+        }
+      }
+      if constexpr (L::fg) {
+        T df = dc_ * cprev;
+        if constexpr (L::fgr) df += gf[h];
+        const T daf = df * f * (T(1) - f);
+        df_[h] = daf;
+        if constexpr (L::peep) {
+          dcp += daf * pf[h];
+          dpf[h] += daf * cprev;
+        }
+      }
+      dcb[h] = dcp;
+    }
+  }
+}
+
+// The nine variants' flags, for the compile-time dispatch below.
+constexpr int64_t V_ = IG | FG | OG | IACT | OACT | PEEP;
+constexpr int64_t KNOWN[] = {
+    V_,                 V_ & ~IG,           V_ & ~FG,           V_ & ~OG,
+    V_ & ~IACT,         V_ & ~OACT,         V_ & ~PEEP,         (V_ & ~FG) | CPL,
+    V_ | FGR,
+};
+
+template <typename Fn>
+void dispatch_flags(int64_t flags, Fn&& fn) {
+  switch (flags) {
+    case KNOWN[0]: return fn(std::integral_constant<int64_t, KNOWN[0]>{});
+    case KNOWN[1]: return fn(std::integral_constant<int64_t, KNOWN[1]>{});
+    case KNOWN[2]: return fn(std::integral_constant<int64_t, KNOWN[2]>{});
+    case KNOWN[3]: return fn(std::integral_constant<int64_t, KNOWN[3]>{});
+    case KNOWN[4]: return fn(std::integral_constant<int64_t, KNOWN[4]>{});
+    case KNOWN[5]: return fn(std::integral_constant<int64_t, KNOWN[5]>{});
+    case KNOWN[6]: return fn(std::integral_constant<int64_t, KNOWN[6]>{});
+    case KNOWN[7]: return fn(std::integral_constant<int64_t, KNOWN[7]>{});
+    case KNOWN[8]: return fn(std::integral_constant<int64_t, KNOWN[8]>{});
+    default: TORCH_CHECK(false, "odyssey_lstm: unsupported variant flags ", flags);
+  }
+}
+
+int64_t gate_count(int64_t flags) {
+  return 1 + bool(flags & IG) + bool(flags & FG) + bool(flags & OG);
+}
+
+void check_inputs(const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& w_hh,
+                  const at::Tensor& bias, int64_t flags) {
+  TORCH_CHECK(x.dim() == 3, "odyssey_lstm: x must be (T, B, I), got ", x.sizes());
+  const int64_t H = w_hh.size(1), G = gate_count(flags);
+  TORCH_CHECK(w_ih.dim() == 2 && w_ih.size(0) == G * H && w_ih.size(1) == x.size(2),
+              "odyssey_lstm: weight_ih must be (", G * H, ", ", x.size(2), "), got ",
+              w_ih.sizes());
+  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) == G * H, "odyssey_lstm: weight_hh must be (",
+              G * H, ", ", H, "), got ", w_hh.sizes());
+  TORCH_CHECK(bias.dim() == 1 && bias.size(0) == G * H, "odyssey_lstm: bias must be (", G * H,
+              "), got ", bias.sizes());
+  TORCH_CHECK(!(flags & FGR) || G == 4, "odyssey_lstm: FGR needs all three gates");
+  TORCH_CHECK(x.scalar_type() == w_ih.scalar_type() && x.scalar_type() == w_hh.scalar_type()
+                  && x.scalar_type() == bias.scalar_type(),
+              "odyssey_lstm: x and the weights must share a dtype");
+}
+
+at::Tensor peep_or_empty(const c10::optional<at::Tensor>& p, bool used, int64_t H,
+                         const at::Tensor& like, const char* name) {
+  if (!used) return at::Tensor();
+  TORCH_CHECK(p.has_value() && p->defined() && p->dim() == 1 && p->size(0) == H,
+              "odyssey_lstm: ", name, " must be a vector of length ", H);
+  return p->to(like.options()).contiguous();
+}
+
+// --------------------------------------------------------------------------- forward
+std::vector<at::Tensor> lstm_forward(const at::Tensor& x_in, const at::Tensor& w_ih,
+                                     const at::Tensor& w_hh_in, const at::Tensor& bias,
+                                     const c10::optional<at::Tensor>& peep_i,
+                                     const c10::optional<at::Tensor>& peep_f,
+                                     const c10::optional<at::Tensor>& peep_o,
+                                     const c10::optional<at::Tensor>& w_gg_in, int64_t flags,
+                                     int64_t mode) {
+  check_inputs(x_in, w_ih, w_hh_in, bias, flags);
+  const at::Tensor x = x_in.contiguous();
+  const at::Tensor w_hh = w_hh_in.contiguous();
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1);
+  const int64_t G = gate_count(flags), GH = G * H;
+  const bool peep = flags & PEEP, fgr = flags & FGR;
+  const at::Tensor pi = peep_or_empty(peep_i, peep && (flags & IG), H, x, "peephole_i");
+  const at::Tensor pf = peep_or_empty(peep_f, peep && (flags & FG), H, x, "peephole_f");
+  const at::Tensor po = peep_or_empty(peep_o, peep && (flags & OG), H, x, "peephole_o");
+  at::Tensor w_gg;
+  if (fgr) {
+    TORCH_CHECK(w_gg_in.has_value() && w_gg_in->defined() && w_gg_in->sizes() ==
+                    at::IntArrayRef({3 * H, 3 * H}),
+                "odyssey_lstm: FGR needs weight_gg of shape (", 3 * H, ", ", 3 * H, ")");
+    w_gg = w_gg_in->contiguous();
+  }
+  // all steps' input projections (plus bias) in one matrix product
+  at::Tensor acts = at::addmm(bias, x.view({T * B, I}), w_ih.t()).view({T, B, GH});
+  at::Tensor c = at::empty({T, B, H}, x.options());
+  at::Tensor hc = at::empty({T, B, H}, x.options());
+  at::Tensor y = at::empty({T, B, H}, x.options());
+  if (T == 0 || B == 0) return {y, acts, c, hc};
+  const at::Tensor zeros = at::zeros({B, H}, x.options());
+  const at::Tensor w_hh_t = w_hh.t();
+  const at::Tensor w_gg_t = fgr ? w_gg.t() : at::Tensor();
+
+  const bool blas = mode == 0;
+  if (mode != 1 && x.device().is_cpu()) {
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "odyssey_lstm_forward", [&] {
+      const scalar_t* ppi = pi.defined() ? pi.data_ptr<scalar_t>() : nullptr;
+      const scalar_t* ppf = pf.defined() ? pf.data_ptr<scalar_t>() : nullptr;
+      const scalar_t* ppo = po.defined() ? po.data_ptr<scalar_t>() : nullptr;
+      scalar_t* pacts = acts.data_ptr<scalar_t>();
+      scalar_t* pc = c.data_ptr<scalar_t>();
+      scalar_t* phc = hc.data_ptr<scalar_t>();
+      scalar_t* py = y.data_ptr<scalar_t>();
+      const scalar_t* pz = zeros.data_ptr<scalar_t>();
+      const scalar_t* pw_hh = w_hh.data_ptr<scalar_t>();
+      const scalar_t* pw_gg = fgr ? w_gg.data_ptr<scalar_t>() : nullptr;
+      dispatch_flags(flags, [&](auto fl) {
+        constexpr int64_t Fl = decltype(fl)::value;
+        for (int64_t t = 0; t < T; ++t) {
+          scalar_t* acts_t = pacts + t * B * GH;
+          if (t > 0) {  // recurrent products: pre += y' W_hh^T (+ [i;f;o]' W_gg^T for FGR)
+            gemm<scalar_t>(blas, false, true, B, GH, H, py + (t - 1) * B * H, H, pw_hh, H,
+                           true, acts_t, GH);
+            if constexpr (bool(Fl & FGR)) {
+              gemm<scalar_t>(blas, false, true, B, 3 * H, 3 * H, acts_t - B * GH + H, GH,
+                             pw_gg, 3 * H, true, acts_t + H, GH);
+            }
+          }
+          step_forward<scalar_t, Fl>(B, H, acts_t, t > 0 ? pc + (t - 1) * B * H : pz,
+                                     pc + t * B * H, phc + t * B * H, py + t * B * H, ppi,
+                                     ppf, ppo);
+        }
+      });
+    });
+    return {y, acts, c, hc};
+  }
+
+  // device-generic path: the same recurrence through ATen ops
+  const bool ig = flags & IG, fg = flags & FG, cpl = flags & CPL, og = flags & OG;
+  const bool iact = flags & IACT, oact = flags & OACT;
+  for (int64_t t = 0; t < T; ++t) {
+    at::Tensor a = acts[t];
+    if (t > 0) {
+      a.addmm_(y[t - 1], w_hh_t);
+      if (fgr) a.narrow(1, H, 3 * H).addmm_(acts[t - 1].narrow(1, H, 3 * H), w_gg_t);
+    }
+    const at::Tensor cp = t > 0 ? c[t - 1] : zeros;
+    int64_t k = 1;
+    at::Tensor z = a.narrow(1, 0, H);
+    if (iact) z.tanh_();
+    at::Tensor i, f, o;
+    if (ig) {
+      i = a.narrow(1, k++ * H, H);
+      if (peep) i.addcmul_(pi, cp);
+      i.sigmoid_();
+    }
+    if (fg) {
+      f = a.narrow(1, k++ * H, H);
+      if (peep) f.addcmul_(pf, cp);
+      f.sigmoid_();
+    }
+    at::Tensor ct = c[t];
+    ct.copy_(ig ? z * i : z);
+    if (cpl) {
+      ct.addcmul_(cp, 1 - i);
+    } else if (fg) {
+      ct.addcmul_(cp, f);
+    } else {
+      ct.add_(cp);
+    }
+    at::Tensor hct = hc[t];
+    if (oact) at::tanh_out(hct, ct); else hct.copy_(ct);
+    if (og) {
+      o = a.narrow(1, k * H, H);
+      if (peep) o.addcmul_(po, ct);
+      o.sigmoid_();
+      at::Tensor yt = y[t];
+      at::mul_out(yt, hct, o);
+    } else {
+      y[t].copy_(hct);
+    }
+  }
+  return {y, acts, c, hc};
+}
+
+// -------------------------------------------------------------------------- backward
+// Returns {dx, dweight_ih, dweight_hh, dbias, dpeephole_i, dpeephole_f, dpeephole_o,
+// dweight_gg}; absent parameters get empty tensors.
+std::vector<at::Tensor> lstm_backward(const at::Tensor& dy_in, const at::Tensor& x_in,
+                                      const at::Tensor& w_ih, const at::Tensor& w_hh_in,
+                                      const c10::optional<at::Tensor>& peep_i,
+                                      const c10::optional<at::Tensor>& peep_f,
+                                      const c10::optional<at::Tensor>& peep_o,
+                                      const c10::optional<at::Tensor>& w_gg_in,
+                                      const at::Tensor& y, const at::Tensor& acts,
+                                      const at::Tensor& c, const at::Tensor& hc, int64_t flags,
+                                      int64_t mode) {
+  const at::Tensor x = x_in.contiguous();
+  const at::Tensor w_hh = w_hh_in.contiguous();
+  const at::Tensor dy = dy_in.contiguous();
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1);
+  const int64_t G = gate_count(flags), GH = G * H;
+  const bool ig = flags & IG, fg = flags & FG, cpl = flags & CPL, og = flags & OG;
+  const bool iact = flags & IACT, oact = flags & OACT, peep = flags & PEEP;
+  const bool fgr = flags & FGR;
+  const at::Tensor pi = peep_or_empty(peep_i, peep && ig, H, x, "peephole_i");
+  const at::Tensor pf = peep_or_empty(peep_f, peep && fg, H, x, "peephole_f");
+  const at::Tensor po = peep_or_empty(peep_o, peep && og, H, x, "peephole_o");
+  const at::Tensor w_gg = fgr ? w_gg_in->contiguous() : at::Tensor();
+
+  at::Tensor dpre = at::empty({T, B, GH}, x.options());  // every block is written
+  at::Tensor dpi = pi.defined() ? at::zeros({H}, x.options()) : at::Tensor();
+  at::Tensor dpf = pf.defined() ? at::zeros({H}, x.options()) : at::Tensor();
+  at::Tensor dpo = po.defined() ? at::zeros({H}, x.options()) : at::Tensor();
+  if (T > 0 && B > 0) {
+    const at::Tensor zeros = at::zeros({B, H}, x.options());
+    at::Tensor dc = at::zeros({B, H}, x.options());
+    at::Tensor dh = at::zeros({B, H}, x.options());
+    at::Tensor dg = fgr ? at::zeros({B, 3 * H}, x.options()) : at::Tensor();
+
+    const bool blas = mode == 0;
+    if (mode != 1 && x.device().is_cpu()) {
+      AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "odyssey_lstm_backward", [&] {
+        using acc_t = at::acc_type<scalar_t, false>;
+        const auto acc_opts = x.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
+        at::Tensor api = at::zeros({H}, acc_opts), apf = at::zeros({H}, acc_opts);
+        at::Tensor apo = at::zeros({H}, acc_opts);
+        // peephole sums over a few steps in scalar_t (vectorised), then in acc_t
+        constexpr int64_t kFlush = 8;
+        at::Tensor spi = at::zeros({H}, x.options()), spf = at::zeros({H}, x.options());
+        at::Tensor spo = at::zeros({H}, x.options());
+        scalar_t *pspi = spi.data_ptr<scalar_t>(), *pspf = spf.data_ptr<scalar_t>();
+        scalar_t* pspo = spo.data_ptr<scalar_t>();
+        acc_t *papi = api.data_ptr<acc_t>(), *papf = apf.data_ptr<acc_t>();
+        acc_t* papo = apo.data_ptr<acc_t>();
+        const scalar_t* ppi = pi.defined() ? pi.data_ptr<scalar_t>() : nullptr;
+        const scalar_t* ppf = pf.defined() ? pf.data_ptr<scalar_t>() : nullptr;
+        const scalar_t* ppo = po.defined() ? po.data_ptr<scalar_t>() : nullptr;
+        const scalar_t* pacts = acts.data_ptr<scalar_t>();
+        const scalar_t* pc = c.data_ptr<scalar_t>();
+        const scalar_t* phc = hc.data_ptr<scalar_t>();
+        const scalar_t* pz = zeros.data_ptr<scalar_t>();
+        scalar_t* pdpre = dpre.data_ptr<scalar_t>();
+        scalar_t* pdc = dc.data_ptr<scalar_t>();
+        scalar_t* pdh = dh.data_ptr<scalar_t>();
+        scalar_t* pdg = fgr ? dg.data_ptr<scalar_t>() : nullptr;
+        const scalar_t* pdy = dy.data_ptr<scalar_t>();
+        const scalar_t* pw_hh = w_hh.data_ptr<scalar_t>();
+        const scalar_t* pw_gg = fgr ? w_gg.data_ptr<scalar_t>() : nullptr;
+        dispatch_flags(flags, [&](auto fl) {
+          constexpr int64_t Fl = decltype(fl)::value;
+          for (int64_t t = T - 1; t >= 0; --t) {
+            if (t < T - 1) {  // dL/dy_t from step t+1: dpre_{t+1} W_hh (and FGR's W_gg)
+              const scalar_t* dnext = pdpre + (t + 1) * B * GH;
+              gemm<scalar_t>(blas, false, false, B, H, GH, dnext, GH, pw_hh, H, false, pdh, H);
+              if constexpr (bool(Fl & FGR)) {
+                gemm<scalar_t>(blas, false, false, B, 3 * H, 3 * H, dnext + H, GH, pw_gg,
+                               3 * H, false, pdg, 3 * H);
+              }
+            }
+            step_backward<scalar_t, Fl>(
+                B, H, pacts + t * B * GH, t > 0 ? pc + (t - 1) * B * H : pz, pc + t * B * H,
+                phc + t * B * H, pdy + t * B * H, pdh, pdc, pdg, pdpre + t * B * GH, ppi, ppf,
+                ppo, pspi, pspf, pspo);
+            if (peep && (t % kFlush == 0)) {  // fold the step sums into acc_t totals
+              for (int64_t h = 0; h < H; ++h) {
+                papi[h] += pspi[h], papf[h] += pspf[h], papo[h] += pspo[h];
+                pspi[h] = pspf[h] = pspo[h] = scalar_t(0);
+              }
+            }
+          }
+        });
+        if (dpi.defined()) dpi.copy_(api);
+        if (dpf.defined()) dpf.copy_(apf);
+        if (dpo.defined()) dpo.copy_(apo);
+      });
+    } else {
+      for (int64_t t = T - 1; t >= 0; --t) {
+        if (t < T - 1) {
+          at::addmm_out(dh, dy[t], dpre[t + 1], w_hh);
+          if (fgr) at::mm_out(dg, dpre[t + 1].narrow(1, H, 3 * H), w_gg);
+        } else {
+          dh.copy_(dy[t]);
+        }
+        const at::Tensor a = acts[t];
+        const at::Tensor cp = t > 0 ? c[t - 1] : zeros;
+        const at::Tensor ct = c[t], hct = hc[t];
+        at::Tensor d = dpre[t];
+        int64_t k = 1;
+        const at::Tensor z = a.narrow(1, 0, H);
+        const at::Tensor i = ig ? a.narrow(1, k++ * H, H) : at::Tensor();
+        const at::Tensor f = fg ? a.narrow(1, k++ * H, H) : at::Tensor();
+        const at::Tensor o = og ? a.narrow(1, k * H, H) : at::Tensor();
+        at::Tensor dhc = og ? dh * o : dh;
+        if (oact) dhc = dhc * (1 - hct * hct);
+        dc.add_(dhc);
+        if (og) {
+          at::Tensor do_ = dh * hct;
+          if (fgr) do_ += dg.narrow(1, 2 * H, H);
+          const at::Tensor dao = do_ * o * (1 - o);
+          d.narrow(1, k * H, H).copy_(dao);
+          if (peep) {
+            dc.addcmul_(dao, po);
+            dpo.add_((dao * ct).sum(0));
+          }
+        }
+        at::Tensor dcp = cpl ? dc * (1 - i) : (fg ? dc * f : dc.clone());
+        const at::Tensor dz = ig ? dc * i : dc;
+        d.narrow(1, 0, H).copy_(iact ? dz * (1 - z * z) : dz);
+        k = 1;
+        if (ig) {
+          at::Tensor di = dc * z;
+          if (cpl) di -= dc * cp;
+          if (fgr) di += dg.narrow(1, 0, H);
+          const at::Tensor dai = di * i * (1 - i);
+          d.narrow(1, k++ * H, H).copy_(dai);
+          if (peep) {
+            dcp.addcmul_(dai, pi);
+            dpi.add_((dai * cp).sum(0));
+          }
+        }
+        if (fg) {
+          at::Tensor df = dc * cp;
+          if (fgr) df += dg.narrow(1, H, H);
+          const at::Tensor daf = df * f * (1 - f);
+          d.narrow(1, k * H, H).copy_(daf);
+          if (peep) {
+            dcp.addcmul_(daf, pf);
+            dpf.add_((daf * cp).sum(0));
+          }
+        }
+        dc.copy_(dcp);
+      }
+    }
+  }
+  // parameter and input gradients: one matrix product each over all steps
+  const at::Tensor dpre2 = dpre.view({T * B, GH});
+  at::Tensor dx = at::mm(dpre2, w_ih).view({T, B, I});
+  at::Tensor dw_ih = at::mm(dpre2.t(), x.view({T * B, I}));
+  at::Tensor dbias = dpre2.sum(0);
+  at::Tensor dw_hh = at::zeros({GH, H}, x.options());
+  at::Tensor dw_gg = fgr ? at::zeros({3 * H, 3 * H}, x.options()) : at::Tensor();
+  if (T > 1 && B > 0) {
+    const at::Tensor later = dpre.narrow(0, 1, T - 1).reshape({(T - 1) * B, GH});
+    dw_hh = at::mm(later.t(), y.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}));
+    if (fgr) {
+      const at::Tensor gates = acts.narrow(0, 0, T - 1).reshape({(T - 1) * B, GH});
+      dw_gg = at::mm(later.narrow(1, H, 3 * H).t(), gates.narrow(1, H, 3 * H));
+    }
+  }
+  // absent parameters: empty tensors (the dispatcher's Tensor[] cannot hold undefined ones)
+  const at::Tensor none = at::empty({0}, x.options());
+  return {dx, dw_ih, dw_hh, dbias, dpi.defined() ? dpi : none, dpf.defined() ? dpf : none,
+          dpo.defined() ? dpo : none, dw_gg.defined() ? dw_gg : none};
+}
+
+// ------------------------------------------------------------------- GRU and tanh RNN
+// PyTorch's parameterisation (nn.GRU / nn.RNN: gates r, z, n; bias_ih and bias_hh), CPU
+// only -- on other devices Python calls PyTorch's own kernels. PyTorch's CPU GRU is a chain
+// of ATen ops per step (no oneDNN kernel as for nn.LSTM), so the same fusion pays here.
+
+void check_torch_params(const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& w_hh,
+                        const at::Tensor& b_ih, const at::Tensor& b_hh, int64_t gates) {
+  TORCH_CHECK(x.dim() == 3 && x.device().is_cpu(), "odyssey_lstm: x must be a CPU (T, B, I)");
+  const int64_t H = w_hh.size(1);
+  TORCH_CHECK(w_ih.dim() == 2 && w_ih.size(0) == gates * H && w_ih.size(1) == x.size(2) &&
+                  w_hh.size(0) == gates * H && b_ih.numel() == gates * H &&
+                  b_hh.numel() == gates * H,
+              "odyssey_lstm: GRU/RNN parameter shapes do not match");
+  TORCH_CHECK(x.scalar_type() == w_ih.scalar_type() && x.scalar_type() == w_hh.scalar_type()
+                  && x.scalar_type() == b_ih.scalar_type() && x.scalar_type() ==
+                  b_hh.scalar_type(), "odyssey_lstm: x and the weights must share a dtype");
+}
+
+// Returns {y (T, B, H), acts (T, B, 3H): r, z, n, hn (T, B, H): W_hn h' + b_hn}.
+std::vector<at::Tensor> gru_forward(const at::Tensor& x_in, const at::Tensor& w_ih,
+                                    const at::Tensor& w_hh_in, const at::Tensor& b_ih,
+                                    const at::Tensor& b_hh_in, int64_t mode) {
+  check_torch_params(x_in, w_ih, w_hh_in, b_ih, b_hh_in, 3);
+  const at::Tensor x = x_in.contiguous(), w_hh = w_hh_in.contiguous();
+  const at::Tensor b_hh = b_hh_in.contiguous();
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1), H3 = 3 * H;
+  at::Tensor acts = at::addmm(b_ih, x.view({T * B, I}), w_ih.t()).view({T, B, H3});
+  at::Tensor y = at::empty({T, B, H}, x.options());
+  at::Tensor hn = at::empty({T, B, H}, x.options());
+  if (T == 0 || B == 0) return {y, acts, hn};
+  at::Tensor hp = at::empty({B, H3}, x.options());
+  const at::Tensor zeros = at::zeros({B, H}, x.options());
+  const bool blas = mode == 0;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "odyssey_gru_forward", [&] {
+    using T_ = scalar_t;
+    T_* pa = acts.data_ptr<T_>();
+    T_* py = y.data_ptr<T_>();
+    T_* phn = hn.data_ptr<T_>();
+    T_* php = hp.data_ptr<T_>();
+    const T_* pb = b_hh.data_ptr<T_>();
+    const T_* pw = w_hh.data_ptr<T_>();
+    const T_* pz0 = zeros.data_ptr<T_>();
+    for (int64_t t = 0; t < T; ++t) {
+      const T_* hprev = t > 0 ? py + (t - 1) * B * H : pz0;
+      for (int64_t b = 0; b < B; ++b) std::memcpy(php + b * H3, pb, H3 * sizeof(T_));
+      if (t > 0) gemm<T_>(blas, false, true, B, H3, H, hprev, H, pw, H, true, php, H3);
+      for (int64_t b = 0; b < B; ++b) {
+        T_* __restrict ar = pa + (t * B + b) * H3;
+        T_* __restrict az = ar + H;
+        T_* __restrict an = ar + 2 * H;
+        const T_* __restrict hr = php + b * H3;
+        const T_* __restrict hz = hr + H;
+        const T_* __restrict hnv = hr + 2 * H;
+        const T_* __restrict hp_ = hprev + b * H;
+        T_* __restrict yo = py + (t * B + b) * H;
+        T_* __restrict hno = phn + (t * B + b) * H;
+_Pragma("GCC ivdep")  // (a pragma inside the dispatch macro)
+        for (int64_t h = 0; h < H; ++h) {
+          const T_ r = sigm(ar[h] + hr[h]);
+          const T_ z = sigm(az[h] + hz[h]);
+          const T_ n = tanh_(an[h] + r * hnv[h]);
+          ar[h] = r, az[h] = z, an[h] = n;
+          hno[h] = hnv[h];
+          yo[h] = (T_(1) - z) * n + z * hp_[h];
+        }
+      }
+    }
+  });
+  return {y, acts, hn};
+}
+
+// Returns {dx, dweight_ih, dweight_hh, dbias_ih, dbias_hh}.
+std::vector<at::Tensor> gru_backward(const at::Tensor& dy_in, const at::Tensor& x_in,
+                                     const at::Tensor& w_ih, const at::Tensor& w_hh_in,
+                                     const at::Tensor& y, const at::Tensor& acts,
+                                     const at::Tensor& hn, int64_t mode) {
+  const at::Tensor x = x_in.contiguous(), w_hh = w_hh_in.contiguous();
+  const at::Tensor dy = dy_in.contiguous();
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1), H3 = 3 * H;
+  at::Tensor dxp = at::zeros({T, B, H3}, x.options());  // d(input pre-activations)
+  at::Tensor dhp = at::zeros({T, B, H3}, x.options());  // d(W_hh h' + b_hh)
+  if (T > 0 && B > 0) {
+    at::Tensor dh = at::zeros({B, H}, x.options());      // recurrent part from step t+1
+    at::Tensor carry = at::zeros({B, H}, x.options());   // z * dh from step t+1
+    const at::Tensor zeros = at::zeros({B, H}, x.options());
+    const bool blas = mode == 0;
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "odyssey_gru_backward", [&] {
+      using T_ = scalar_t;
+      const T_* pa = acts.data_ptr<T_>();
+      const T_* py = y.data_ptr<T_>();
+      const T_* phn = hn.data_ptr<T_>();
+      const T_* pdy = dy.data_ptr<T_>();
+      const T_* pw = w_hh.data_ptr<T_>();
+      const T_* pz0 = zeros.data_ptr<T_>();
+      T_* pdxp = dxp.data_ptr<T_>();
+      T_* pdhp = dhp.data_ptr<T_>();
+      T_* pdh = dh.data_ptr<T_>();
+      T_* pc = carry.data_ptr<T_>();
+      for (int64_t t = T - 1; t >= 0; --t) {
+        if (t < T - 1) gemm<T_>(blas, false, false, B, H, H3, pdhp + (t + 1) * B * H3, H3, pw,
+                                H, false, pdh, H);
+        const T_* hprev = t > 0 ? py + (t - 1) * B * H : pz0;
+        for (int64_t b = 0; b < B; ++b) {
+          const T_* __restrict r_ = pa + (t * B + b) * H3;
+          const T_* __restrict z_ = r_ + H;
+          const T_* __restrict n_ = r_ + 2 * H;
+          const T_* __restrict hnv = phn + (t * B + b) * H;
+          const T_* __restrict hp_ = hprev + b * H;
+          const T_* __restrict dyo = pdy + (t * B + b) * H;
+          const T_* __restrict dyr = pdh + b * H;
+          T_* __restrict cb = pc + b * H;
+          T_* __restrict dxr = pdxp + (t * B + b) * H3;
+          T_* __restrict dxz = dxr + H;
+          T_* __restrict dxn = dxr + 2 * H;
+          T_* __restrict dhr = pdhp + (t * B + b) * H3;
+          T_* __restrict dhz = dhr + H;
+          T_* __restrict dhn = dhr + 2 * H;
+_Pragma("GCC ivdep")  // (a pragma inside the dispatch macro)
+          for (int64_t h = 0; h < H; ++h) {
+            const T_ r = r_[h], z = z_[h], n = n_[h];
+            const T_ g = dyo[h] + dyr[h] + cb[h];
+            const T_ dan = g * (T_(1) - z) * (T_(1) - n * n);
+            const T_ daz = g * (hp_[h] - n) * z * (T_(1) - z);
+            const T_ dar = dan * hnv[h] * r * (T_(1) - r);
+            dxr[h] = dar, dxz[h] = daz, dxn[h] = dan;
+            dhr[h] = dar, dhz[h] = daz, dhn[h] = dan * r;
+            cb[h] = g * z;
+          }
+        }
+      }
+    });
+  }
+  const at::Tensor dxp2 = dxp.view({T * B, H3}), dhp2 = dhp.view({T * B, H3});
+  at::Tensor dx = at::mm(dxp2, w_ih).view({T, B, I});
+  at::Tensor dw_ih = at::mm(dxp2.t(), x.view({T * B, I}));
+  at::Tensor dw_hh = at::zeros({H3, H}, x.options());
+  if (T > 1 && B > 0) {
+    dw_hh = at::mm(dhp.narrow(0, 1, T - 1).reshape({(T - 1) * B, H3}).t(),
+                   y.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}));
+  }
+  return {dx, dw_ih, dw_hh, dxp2.sum(0), dhp2.sum(0)};
+}
+
+// Returns {y (T, B, H)}.
+std::vector<at::Tensor> rnn_forward(const at::Tensor& x_in, const at::Tensor& w_ih,
+                                    const at::Tensor& w_hh_in, const at::Tensor& b_ih,
+                                    const at::Tensor& b_hh, int64_t mode) {
+  check_torch_params(x_in, w_ih, w_hh_in, b_ih, b_hh, 1);
+  const at::Tensor x = x_in.contiguous(), w_hh = w_hh_in.contiguous();
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1);
+  at::Tensor y = at::addmm(b_ih + b_hh, x.view({T * B, I}), w_ih.t()).view({T, B, H});
+  if (T == 0 || B == 0) return {y};
+  const bool blas = mode == 0;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "odyssey_rnn_forward", [&] {
+    using T_ = scalar_t;
+    T_* py = y.data_ptr<T_>();
+    const T_* pw = w_hh.data_ptr<T_>();
+    for (int64_t t = 0; t < T; ++t) {
+      T_* __restrict yt = py + t * B * H;
+      if (t > 0) gemm<T_>(blas, false, true, B, H, H, yt - B * H, H, pw, H, true, yt, H);
+_Pragma("GCC ivdep")  // (a pragma inside the dispatch macro)
+      for (int64_t k = 0; k < B * H; ++k) yt[k] = tanh_(yt[k]);
+    }
+  });
+  return {y};
+}
+
+// Returns {dx, dweight_ih, dweight_hh, dbias_ih, dbias_hh}.
+std::vector<at::Tensor> rnn_backward(const at::Tensor& dy_in, const at::Tensor& x_in,
+                                     const at::Tensor& w_ih, const at::Tensor& w_hh_in,
+                                     const at::Tensor& y, int64_t mode) {
+  const at::Tensor x = x_in.contiguous(), w_hh = w_hh_in.contiguous();
+  const at::Tensor dy = dy_in.contiguous();
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1);
+  at::Tensor da = at::zeros({T, B, H}, x.options());
+  if (T > 0 && B > 0) {
+    at::Tensor dh = at::zeros({B, H}, x.options());
+    const bool blas = mode == 0;
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "odyssey_rnn_backward", [&] {
+      using T_ = scalar_t;
+      const T_* py = y.data_ptr<T_>();
+      const T_* pdy = dy.data_ptr<T_>();
+      const T_* pw = w_hh.data_ptr<T_>();
+      T_* pda = da.data_ptr<T_>();
+      T_* pdh = dh.data_ptr<T_>();
+      for (int64_t t = T - 1; t >= 0; --t) {
+        if (t < T - 1) gemm<T_>(blas, false, false, B, H, H, pda + (t + 1) * B * H, H, pw, H,
+                                false, pdh, H);
+        const T_* __restrict yt = py + t * B * H;
+        const T_* __restrict dyt = pdy + t * B * H;
+        T_* __restrict dat = pda + t * B * H;
+_Pragma("GCC ivdep")  // (a pragma inside the dispatch macro)
+        for (int64_t k = 0; k < B * H; ++k) dat[k] = (dyt[k] + pdh[k]) * (T_(1) - yt[k] * yt[k]);
+      }
+    });
+  }
+  const at::Tensor da2 = da.view({T * B, H});
+  at::Tensor dx = at::mm(da2, w_ih).view({T, B, I});
+  at::Tensor dw_ih = at::mm(da2.t(), x.view({T * B, I}));
+  at::Tensor dw_hh = at::zeros({H, H}, x.options());
+  if (T > 1 && B > 0) {
+    dw_hh = at::mm(da.narrow(0, 1, T - 1).reshape({(T - 1) * B, H}).t(),
+                   y.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}));
+  }
+  at::Tensor db = da2.sum(0);
+  return {dx, dw_ih, dw_hh, db, db.clone()};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(odyssey_lstm, m) {
+  m.def("forward(Tensor x, Tensor weight_ih, Tensor weight_hh, Tensor bias, Tensor? peephole_i,"
+        " Tensor? peephole_f, Tensor? peephole_o, Tensor? weight_gg, int flags, int mode)"
+        " -> Tensor[]");
+  m.def("backward(Tensor dy, Tensor x, Tensor weight_ih, Tensor weight_hh, Tensor? peephole_i,"
+        " Tensor? peephole_f, Tensor? peephole_o, Tensor? weight_gg, Tensor y, Tensor acts,"
+        " Tensor c, Tensor hc, int flags, int mode) -> Tensor[]");
+  m.def("gru_forward(Tensor x, Tensor weight_ih, Tensor weight_hh, Tensor bias_ih,"
+        " Tensor bias_hh, int mode) -> Tensor[]");
+  m.def("gru_backward(Tensor dy, Tensor x, Tensor weight_ih, Tensor weight_hh, Tensor y,"
+        " Tensor acts, Tensor hn, int mode) -> Tensor[]");
+  m.def("rnn_forward(Tensor x, Tensor weight_ih, Tensor weight_hh, Tensor bias_ih,"
+        " Tensor bias_hh, int mode) -> Tensor[]");
+  m.def("rnn_backward(Tensor dy, Tensor x, Tensor weight_ih, Tensor weight_hh, Tensor y,"
+        " int mode) -> Tensor[]");
+  m.impl("gru_forward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(gru_forward));
+  m.impl("gru_backward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(gru_backward));
+  m.impl("rnn_forward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(rnn_forward));
+  m.impl("rnn_backward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(rnn_backward));
+  m.impl("forward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(lstm_forward));
+  m.impl("backward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(lstm_backward));
+}
