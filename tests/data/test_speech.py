@@ -222,7 +222,7 @@ def test_features_and_labels_are_aligned_on_timit(tree):
 def test_build_and_info_timit(tree, datasets, capsys):
     assert odyssey_data(["info", "speech", "source=timit", f"path={tree}"]) == 2
     assert "not built" in capsys.readouterr().err
-    assert odyssey_data(["build", "speech", "source=timit", f"path={tree}", "workers=1"]) == 0
+    assert odyssey_data(["build", "speech", "source=timit", f"path={tree}", "workers=2"]) == 0
     out = capsys.readouterr()
     assert "train 6 utt" in out.out and "the full corpus gives train 3696" in out.out
     manifest_path = next((datasets / "speech").glob("timit-*.json"))
