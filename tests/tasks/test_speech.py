@@ -73,7 +73,7 @@ def test_the_task_from_timit(tree):
     train = np.concatenate(task.splits["train"].inputs)
     assert np.allclose(train.mean(0), 0, atol=1e-4) and np.allclose(train.std(0), 1, atol=1e-3)
     assert task.splits["test"].ids[0] == "mwew0_si648"
-    net = task.build_network("v", 8)
+    net = task.build_network("v", 8, impl="reference")
     batch = next(task.batches("train", 4))
     assert net(batch.x, batch.lengths).shape == (batch.x.shape[0], 4, 61)
     assert task.describe()["fold39"] is False
@@ -94,7 +94,7 @@ def test_loss_and_metrics_are_exact_over_real_frames(tree):
     assert res["frame_error39"] == pytest.approx(want39) and want39 != pytest.approx(want)
     # the loss is the mean cross-entropy over real frames only
     torch.manual_seed(0)
-    net = task.build_network("np", 4)
+    net = task.build_network("np", 4, impl="reference")
     batch = next(task.batches("train", 3))
     out = net(batch.x, batch.lengths)
     manual = torch.cat([F.cross_entropy(out[: n, b], batch.targets[: n, b], reduction="none")
