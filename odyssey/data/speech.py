@@ -111,11 +111,15 @@ def speech_options(cfg: DictConfig | dict | None = None, **overrides) -> SpeechO
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ValueError(f"speech config: workers must be a positive integer or null, "
                          f"got {workers!r}")
+    utterances = _split_counts(raw.get("utterances"), "utterances", SIZES[size]["utterances"])
+    speakers = _split_counts(raw.get("speakers"), "speakers", SIZES[size]["speakers"])
+    for s in SPLITS:
+        if source == "flite" and speakers[s] > utterances[s]:
+            raise ValueError(f"speech config: speakers.{s}={speakers[s]} exceeds "
+                             f"utterances.{s}={utterances[s]} (every speaker needs one)")
     return SpeechOptions(
-        source=source, path=raw.get("path"), size=size,
-        utterances=_split_counts(raw.get("utterances"), "utterances",
-                                 SIZES[size]["utterances"]),
-        speakers=_split_counts(raw.get("speakers"), "speakers", SIZES[size]["speakers"]),
+        source=source, path=raw.get("path"), size=size, utterances=utterances,
+        speakers=speakers,
         voices=voices, words=str(raw.get("words") or "/usr/share/dict/words"),
         seed=int(raw.get("seed", 0)), fold39=bool(raw.get("fold39", False)), workers=workers)
 

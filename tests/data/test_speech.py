@@ -252,6 +252,8 @@ def test_bad_config_and_bad_files_are_reported(tree, tmp_path, datasets, capsys)
         speech.speech_options({"sorce": "flite"})
     with pytest.raises(ValueError, match=r"utterances\.train must be a positive integer"):
         speech.speech_options({"utterances": {"train": 0}})
+    with pytest.raises(ValueError, match=r"speakers\.test=10 exceeds utterances\.test=5"):
+        speech.speech_options({"utterances": {"test": 5}})
     broken = make_tree(tmp_path / "broken")
     (broken / "TEST" / "DR1" / "MDAB0" / "SX127.PHN").write_text("0 10 h#\n10 5 iy\n")
     assert odyssey_data(["build", "speech", "source=timit", f"path={broken}",
