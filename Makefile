@@ -4,15 +4,27 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# analyze: the sweep to analyse; the default is the one `make run-sweep` writes
+# (experiment quick on TASK, named <experiment>-<task>). ANALYZE_ARGS: odyssey-analyze overrides.
+SWEEP  ?= quick-$(or $(TASK),music)
+ANALYZE_ARGS ?=
 
-.PHONY: help setup system-deps test test-slow test-all lint bench clean
+.PHONY: help setup system-deps test test-slow test-all lint bench clean run-sweep analyze
+
+# run-sweep: the quick sweep (configs/experiment/quick.yaml) on WORKERS local processes;
+# SWEEP_ARGS passes any odyssey-sweep overrides, e.g. SWEEP_ARGS="trials_per_variant=16"
+WORKERS    ?= 2
+TASK       ?= music
+SWEEP_ARGS ?=
 
 help:
 	@echo "make setup      create $(VENV), install $(TORCH) then odyssey (TORCH=... to choose another build)"
 	@echo "make system-deps  Debian packages the speech corpus needs (flite, wamerican), as root"
 	@echo "make test       run the default (fast) test suite, setting up first if needed"
 	@echo "make test-slow  run the slow end-to-end tests"
+	@echo "make analyze    analyse results/$(SWEEP) into report.md, figures/, tables/ (SWEEP=name)"
 	@echo "make lint       ruff"
+	@echo "make run-sweep  build the $(TASK) corpus if needed, run the quick sweep on WORKERS=$(WORKERS) processes"
 	@echo "make bench      speed benchmarks (results/bench/)"
 
 $(STAMP): pyproject.toml
@@ -49,11 +61,20 @@ test-slow: system-deps $(STAMP)
 test-all: system-deps $(STAMP)
 	$(PY) -m pytest -m "slow or not slow"
 
+analyze: $(STAMP)
+	$(VENV)/bin/odyssey-analyze sweep_name=$(SWEEP) $(ANALYZE_ARGS)
+
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cells.py
+	$(PY) benchmarks/fanova_speed.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+run-sweep: system-deps $(STAMP)
+	$(VENV)/bin/odyssey-data build $(TASK)
+	$(VENV)/bin/odyssey-sweep --multirun hydra/launcher=joblib hydra.launcher.n_jobs=$(WORKERS) \
+		'worker=range(0,$(WORKERS))' task=$(TASK) $(SWEEP_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -90,6 +90,9 @@ class Task(ABC):
     bidirectional: bool = False
     metric: str = ""  # key of the primary metric in `evaluate`'s result; lower is better
     metric_label: str = ""  # for tables and figures, e.g. "NLL per time step"
+    # what `loss` averages over: "step" (real time steps) or "sequence" (e.g. CTC per line);
+    # the trainer turns either into the per-sequence sum the paper's learning rates assume
+    loss_reduction: str = "step"
 
     def __init__(self, splits: dict[str, SequenceSet], output_size: int, *,
                  standardize: bool = True, source: str = "", info: dict | None = None) -> None:
@@ -146,6 +149,20 @@ class Task(ABC):
     @abstractmethod
     def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
         """Training loss of a batch, a mean over its real steps (or sequences, for CTC)."""
+
+    def sequence_loss(self, outputs: Tensor, batch: Batch) -> Tensor:
+        """The loss summed over each sequence's steps, averaged over the batch's sequences.
+
+        Greff et al. make one update per sequence on its summed loss, so the paper's
+        learning-rate range [1e-6, 1e-2] is calibrated for this scale, not a per-step mean.
+        """
+        loss = self.loss(outputs, batch)
+        if self.loss_reduction == "step":
+            loss = loss * (batch.lengths.sum() / batch.lengths.numel())
+        elif self.loss_reduction != "sequence":
+            raise ValueError(f"task {self.name}: loss_reduction must be 'step' or 'sequence', "
+                             f"got {self.loss_reduction!r}")
+        return loss
 
     @abstractmethod
     def score(self, outputs: Tensor, batch: Batch) -> dict[str, tuple[float, float]]:

@@ -1,0 +1,37 @@
+"""Analysis of a sweep (DESIGN §5): trial tables, exact fANOVA, Welch tests, figures, report.
+
+Typical use (what the notebooks do):
+
+    from odyssey.analysis import load_sweep, complete, variant_tests, fanova_by_task
+    frame = load_sweep("quick")              # results/quick/config.yaml -> Optuna store
+    data = complete(frame)                   # COMPLETE trials with a finite test metric
+    tests = variant_tests(data)              # each variant vs V per task, Holm-corrected
+    importance = fanova_by_task(data)        # task -> FanovaResult (or Skipped, with why)
+"""
+
+from .fanova import FanovaResult, fanova
+from .findings import Finding, hyperparameter_findings, variant_findings
+from .importance import Skipped, fanova_by_task
+from .load import (
+    complete,
+    load_curves,
+    load_sweep,
+    load_sweeps,
+    order_tasks,
+    order_variants,
+    space_of,
+    trials_frame,
+)
+from .report import Options, analyze, write_report
+from .space import DEFAULT_SPACE, Hyperparameter
+from .stats import best_fraction, correct, variant_tests, welch
+from .store import UnknownSweepError, list_sweeps, open_storage, storage_url
+
+__all__ = [
+    "FanovaResult", "fanova", "Finding", "hyperparameter_findings", "variant_findings",
+    "Skipped", "fanova_by_task", "complete", "load_curves", "load_sweep", "load_sweeps",
+    "order_tasks", "order_variants",
+    "space_of", "trials_frame", "Options", "analyze", "write_report", "DEFAULT_SPACE",
+    "Hyperparameter", "best_fraction", "correct", "variant_tests", "welch",
+    "UnknownSweepError", "list_sweeps", "open_storage", "storage_url",
+]

@@ -1,0 +1,274 @@
+"""The paper's figures, drawn on matplotlib `Figure` objects (no pyplot state, any backend).
+
+Each function returns the Figure; `save` writes it as PNG and PDF. Notebooks display the returned
+figures directly; the report saves them under results/<sweep>/figures/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import colors, ticker
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from .fanova import FanovaResult
+from .load import order_variants, space_of
+from .stats import BASELINE, BETTER, SAME, WORSE
+
+WORSE_COLOR = "#c0392b"
+BETTER_COLOR = "#1e8449"
+PLAIN_COLOR = "#2e86c1"
+PARAM_COLOR = "#d5d8dc"
+UNTESTED_COLOR = "#fdfefe"
+SUBSET_TITLES = {"all": "all trials", "best": "best {pct:g} % by validation score"}
+
+
+def save(fig: Figure, folder: str | Path, stem: str,
+         formats: Sequence[str] = ("png", "pdf")) -> Path:
+    """Write `fig` as folder/stem.<format> (PNG at 150 dpi); returns the first file written."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{stem}.{fmt}" for fmt in formats]
+    if not paths:
+        raise ValueError("save: no figure formats given (expected e.g. png, pdf)")
+    for path in paths:
+        fig.savefig(path, dpi=150)
+    return paths[0]
+
+
+def log_ticks(axis, low: float, high: float) -> None:
+    """Readable ticks on a log axis: 1-2-5 steps in plain numbers when the range is narrow."""
+    if high / low <= 1000:
+        axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _box_stats(values: np.ndarray, label: str) -> dict:
+    q1, med, q3 = np.percentile(values, [25, 50, 75])
+    return {"label": label, "med": med, "q1": q1, "q3": q3, "whislo": values.min(),
+            "whishi": values.max(), "mean": values.mean(), "fliers": []}
+
+
+def variant_boxes(data: dict[str, pd.DataFrame], tests: pd.DataFrame, task: str, *,
+                  metric: str = "test_metric", metric_label: str = "test metric",
+                  fraction: float = 0.1) -> Figure:
+    """Box plots of one task: a panel for all trials and one for the best `fraction`.
+
+    `data` maps subset ("all", "best") to complete trials. Box 25-75 %, whiskers the full range,
+    white dot the mean, line the median; variants significantly worse / better than V are red /
+    green with a star; grey bars behind (right axis) are the mean parameter count.
+    """
+    subsets = [s for s in ("all", "best") if s in data]
+    untested_shown = False
+    fig = Figure(figsize=(10, 3.6 * len(subsets)), layout="constrained")
+    axes = fig.subplots(len(subsets), 1, squeeze=False)[:, 0]
+    for ax, subset in zip(axes, subsets, strict=True):
+        frame = data[subset]
+        frame = frame[frame["task"] == task]
+        variants = order_variants(frame["variant"])
+        verdicts = {}
+        if not tests.empty:
+            sel = tests[(tests["task"] == task) & (tests["subset"] == subset)]
+            verdicts = dict(zip(sel["variant"], sel["verdict"], strict=True))
+        stats, params = [], []
+        for v in variants:
+            part = frame[frame["variant"] == v]
+            stats.append(_box_stats(part[metric].to_numpy(float), v))
+            params.append(part["parameter_count"].mean() if "parameter_count" in part
+                          else np.nan)
+        pos = np.arange(len(variants))
+        twin = ax.twinx()
+        if np.isfinite(params).any():
+            twin.bar(pos, params, width=0.8, color=PARAM_COLOR, zorder=0)
+            twin.set_ylabel("mean parameter count", color="#7b7d7d")
+            twin.tick_params(axis="y", colors="#7b7d7d")
+            twin.yaxis.set_major_formatter(ticker.EngFormatter())
+        else:
+            twin.set_yticks([])
+        ax.set_zorder(twin.get_zorder() + 1)
+        ax.patch.set_visible(False)
+        if stats:
+            boxes = ax.bxp(stats, positions=pos, widths=0.5, showmeans=True, patch_artist=True,
+                           meanprops={"marker": "o", "markerfacecolor": "white",
+                                      "markeredgecolor": "black", "markersize": 5},
+                           medianprops={"color": "black", "linewidth": 1.5})
+            for patch, v in zip(boxes["boxes"], variants, strict=True):
+                verdict = verdicts.get(v, "")
+                color = {WORSE: WORSE_COLOR, BETTER: BETTER_COLOR, SAME: PLAIN_COLOR,
+                         BASELINE: PLAIN_COLOR}.get(verdict, UNTESTED_COLOR)
+                untested_shown |= color == UNTESTED_COLOR
+                patch.set_facecolor(colors.to_rgba(color, 0.55))
+                patch.set_edgecolor("black")
+            top = max(s["whishi"] for s in stats)
+            span = top - min(s["whislo"] for s in stats) or 1.0
+            for i, v in enumerate(variants):
+                if verdicts.get(v) in (WORSE, BETTER):
+                    ax.text(i, stats[i]["whishi"] + 0.02 * span, "*", ha="center", va="bottom",
+                            fontsize=14, fontweight="bold",
+                            color=WORSE_COLOR if verdicts[v] == WORSE else BETTER_COLOR)
+            ax.set_ylim(top=top + 0.12 * span)
+        ax.set_xticks(pos, variants)
+        ax.set_ylabel(metric_label)
+        title = SUBSET_TITLES[subset].format(pct=100 * fraction)
+        ns = frame.groupby("variant").size()
+        if len(ns):
+            title += (f" (n = {ns.min()} per variant" if ns.min() == ns.max()
+                      else f" (n = {ns.min()}-{ns.max()} per variant") + ")"
+        ax.set_title(f"{task}: {title}", loc="left")
+        ax.grid(axis="y", alpha=0.3)
+    handles = [Patch(facecolor=colors.to_rgba(WORSE_COLOR, 0.55), edgecolor="black",
+                     label="significantly worse than V"),
+               Patch(facecolor=colors.to_rgba(BETTER_COLOR, 0.55), edgecolor="black",
+                     label="significantly better than V"),
+               Patch(facecolor=colors.to_rgba(PLAIN_COLOR, 0.55), edgecolor="black",
+                     label="no significant difference / V")]
+    if untested_shown:
+        handles.append(Patch(facecolor=UNTESTED_COLOR, edgecolor="black",
+                             label="not tested (too few trials)"))
+    handles.append(Patch(facecolor=PARAM_COLOR, label="mean parameter count (right axis)"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=3 if len(handles) > 4 else 4,
+               frameon=False,
+               fontsize="small")
+    return fig
+
+
+def marginals(result: FanovaResult, *, metric_label: str = "metric", title: str = "",
+              size: int = 100) -> Figure:
+    """Predicted marginal of each hyperparameter with a one-standard-deviation band over trees."""
+    names = result.names
+    fig = Figure(figsize=(3.4 * len(names), 3.3), layout="constrained")
+    axes = fig.subplots(1, len(names), sharey=True, squeeze=False)[0]
+    main = result.main_effects()
+    for ax, hp in zip(axes, result.space, strict=True):
+        m = result.marginal(hp.name, size)
+        ax.plot(m["value"], m["mean"], color=PLAIN_COLOR, linewidth=2)
+        ax.fill_between(m["value"], m["mean"] - m["std"], m["mean"] + m["std"],
+                        color=PLAIN_COLOR, alpha=0.25, linewidth=0, label="±1 std over trees")
+        if hp.log:
+            ax.set_xscale("log")
+            log_ticks(ax.xaxis, hp.low, hp.high)
+        ax.set_xlim(hp.low, hp.high)
+        ax.set_xlabel(hp.display + (" (log scale)" if hp.log else ""))
+        frac = main.loc[hp.name]
+        ax.set_title(f"main effect {100 * frac['mean']:.1f} ± {100 * frac['std']:.1f} %",
+                     fontsize="medium")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"predicted {metric_label}")
+    axes[0].legend(loc="best", fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _pair_colors(n: int) -> list:
+    from matplotlib import colormaps
+    return [colormaps["Pastel2"](i % 8) for i in range(n)]
+
+
+def variance_fractions(results: dict[str, FanovaResult]) -> Figure:
+    """Stacked bars per task: each main effect, each pairwise interaction, and the rest."""
+    from matplotlib import colormaps
+    tasks = list(results)
+    names = results[tasks[0]].names if tasks else []
+    pair_terms = [f"{a} x {b}" for a, b in ((names[i], names[j]) for i, j in
+                                           results[tasks[0]].pairs)] if tasks else []
+    main_cols = [colormaps["tab10"](i) for i in range(len(names))]
+    pair_cols = _pair_colors(len(pair_terms))
+    fig = Figure(figsize=(11, 1.2 + 0.9 * max(1, len(tasks))), layout="constrained")
+    ax = fig.subplots()
+    for row, task in enumerate(tasks):
+        table = results[task].fractions().set_index("term")
+        left = 0.0
+        segments = ([(n, main_cols[i], None) for i, n in enumerate(names)]
+                    + [(p, pair_cols[i], "//") for i, p in enumerate(pair_terms)]
+                    + [("higher order", "#bfc9ca", "..")])
+        for term, color, hatch in segments:
+            width = max(0.0, float(table.loc[term, "mean"])) if term in table.index else 0.0
+            ax.barh(row, width, left=left, color=color, hatch=hatch, edgecolor="white",
+                    height=0.6)
+            if width >= 0.04:
+                ax.text(left + width / 2, row, f"{100 * width:.0f}%", ha="center",
+                        va="center", fontsize="small")
+            left += width
+    ax.set_yticks(range(len(tasks)), tasks)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.xaxis.set_major_formatter(ticker.PercentFormatter(1.0))
+    ax.set_xlabel("fraction of the variance of the predicted test metric (mean over trees)")
+    handles = ([Patch(facecolor=c, label=f"{n} (main)") for n, c in zip(names, main_cols,
+                                                                      strict=True)]
+               + [Patch(facecolor=c, hatch="//", edgecolor="white", label=p)
+                  for p, c in zip(pair_terms, pair_cols, strict=True)]
+               + [Patch(facecolor="#bfc9ca", hatch="..", edgecolor="white",
+                        label="higher order (rest)")])
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, frameon=False,
+               fontsize="small")
+    return fig
+
+
+def interaction_maps(result: FanovaResult, *, top: int = 3, metric_label: str = "metric",
+                     title: str = "", size: int = 40) -> Figure:
+    """Heat maps of the predicted joint marginal of the `top` strongest pairs."""
+    pairs = result.interactions().head(top)
+    fig = Figure(figsize=(4.3 * max(1, len(pairs)), 3.8), layout="constrained")
+    axes = fig.subplots(1, max(1, len(pairs)), squeeze=False)[0]
+    spaces = {hp.name: hp for hp in result.space}
+    for ax, ((first, second), row) in zip(axes, pairs.iterrows(), strict=False):
+        xa, xb, mean, _ = result.pair_marginal(first, second, size)
+        mesh = ax.pcolormesh(xb, xa, mean, shading="nearest", cmap="viridis_r")
+        for axis, name in (("x", second), ("y", first)):
+            hp = spaces[name]
+            if hp.log:
+                getattr(ax, f"set_{axis}scale")("log")
+                log_ticks(getattr(ax, f"{axis}axis"), hp.low, hp.high)
+            getattr(ax, f"set_{axis}label")(hp.display)
+        ax.set_title(f"interaction {100 * row['mean']:.1f} ± {100 * row['std']:.1f} %",
+                     fontsize="medium")
+        fig.colorbar(mesh, ax=ax, label=f"predicted {metric_label} (lower is better)")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def learning_rate_scatter(frame: pd.DataFrame, task: str, *, metric: str = "test_metric",
+                          metric_label: str = "metric", variants: Sequence[str] | None = None
+                          ) -> Figure:
+    """Learning rate against the metric, one panel per variant, colour = hidden size."""
+    frame = frame[frame["task"] == task]
+    variants = list(variants) if variants is not None else order_variants(frame["variant"])
+    ncols = min(4, max(1, len(variants)))
+    nrows = int(np.ceil(len(variants) / ncols)) or 1
+    fig = Figure(figsize=(3.2 * ncols + 1.0, 2.7 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
+    hs = frame["hidden_size"].astype(float) if "hidden_size" in frame else None
+    norm = (colors.LogNorm(vmin=max(hs.min(), 1e-9), vmax=max(hs.max(), hs.min() * 1.01))
+            if hs is not None and len(hs) else None)
+    points = None
+    for ax, v in zip(axes, variants, strict=False):
+        part = frame[frame["variant"] == v]
+        points = ax.scatter(part["learning_rate"], part[metric], s=12,
+                            c=part["hidden_size"] if hs is not None else PLAIN_COLOR,
+                            norm=norm, cmap="plasma", alpha=0.8, edgecolors="none")
+        ax.set_xscale("log")
+        ax.set_title(f"{v} (n={len(part)})", fontsize="medium")
+        ax.grid(alpha=0.3)
+    lr = {hp.name: hp for hp in space_of(frame)}.get("learning_rate")
+    if lr is not None and lr.log:  # the whole searched range, shared by all panels
+        axes[0].set_xlim(lr.low / 1.5, lr.high * 1.5)
+    for ax in axes[len(variants):]:
+        ax.set_visible(False)
+    for ax in axes[::ncols]:
+        ax.set_ylabel(metric_label)
+    for ax in axes[max(0, len(variants) - ncols):len(variants)]:
+        ax.set_xlabel("learning rate (log scale)")
+        ax.xaxis.set_tick_params(labelbottom=True)
+    if points is not None and hs is not None:
+        bar = fig.colorbar(points, ax=axes.tolist(), label="hidden size (blocks)", shrink=0.8)
+        log_ticks(bar.ax.yaxis, norm.vmin, norm.vmax)
+    fig.suptitle(f"{task}: learning rate against {metric_label}")
+    return fig

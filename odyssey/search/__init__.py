@@ -1,0 +1,9 @@
+"""The sweep: random search over the variants on an Optuna store (DESIGN §4, §6).
+
+`odyssey-sweep` (odyssey.search.app) is the Hydra front end; `storage.open_storage(url)`
+is the one way to open a store (CONTRACT.md).
+"""
+
+from .storage import open_storage
+
+__all__ = ["open_storage"]

@@ -1,0 +1,117 @@
+"""Which worker owns a running trial, and whether that worker still lives.
+
+A trial records its worker (host, boot id, pid, process start time) when it starts. A
+running trial is stale when its worker is on this machine and that process is gone (or
+the pid now belongs to another process): this is decided at once, so a killed sweep that
+is rerun replaces its interrupted trials immediately. Workers on other machines are judged
+by Optuna's heartbeats, which RDB stores (PostgreSQL, SQLite) keep; a journal store has
+no heartbeats and is meant for one machine.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Process start time in clock ticks since boot (Linux), None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+@dataclass(frozen=True)
+class WorkerId:
+    """A worker process, recorded on each of its trials as user attribute `worker`."""
+
+    host: str
+    boot_id: str | None
+    pid: int
+    start_ticks: int | None
+    index: int = 0
+
+    @classmethod
+    def current(cls, index: int = 0) -> WorkerId:
+        pid = os.getpid()
+        return cls(socket.gethostname(), _boot_id(), pid, _start_ticks(pid), index)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WorkerId:
+        return cls(str(d["host"]), d.get("boot_id"), int(d["pid"]), d.get("start_ticks"),
+                   int(d.get("index", 0)))
+
+
+def same_machine(a: WorkerId, b: WorkerId) -> bool:
+    """Both on this machine (same host name; the boot id, where known, may differ)."""
+    return a.host == b.host
+
+
+def process_alive(owner: WorkerId, me: WorkerId) -> bool:
+    """Whether `owner` (on `me`'s machine) is still running."""
+    if owner.boot_id and me.boot_id and owner.boot_id != me.boot_id:
+        return False  # the machine rebooted since: the process cannot be alive
+    if owner.pid == me.pid:
+        return owner.start_ticks == me.start_ticks
+    stat = Path(f"/proc/{owner.pid}/stat")
+    if stat.parent.parent.exists() and Path("/proc/self/stat").exists():
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return False
+        if fields[0] in ("Z", "X"):  # zombie or dead: finished, not yet reaped
+            return False
+        return owner.start_ticks is None or int(fields[19]) == owner.start_ticks
+    try:  # no /proc (macOS): signal 0 only tells whether the pid exists
+        os.kill(owner.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Heartbeat:
+    """Records Optuna heartbeats for a running trial on stores that keep them (RDB)."""
+
+    def __init__(self, storage: Any, trial_id: int) -> None:
+        interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+        self._storage, self._trial_id, self._interval = storage, trial_id, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Heartbeat:
+        if self._interval:
+            self._storage.record_heartbeat(self._trial_id)
+            self._thread = threading.Thread(target=self._beat, daemon=True,
+                                            name=f"heartbeat-{self._trial_id}")
+            self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._storage.record_heartbeat(self._trial_id)
+            except Exception:  # a missed beat is retried; the trial itself must go on
+                continue
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()

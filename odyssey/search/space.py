@@ -1,0 +1,120 @@
+"""The search space of DESIGN §4 as Optuna distributions, and the samplers over it."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
+from optuna.samplers import BaseSampler, RandomSampler, TPESampler
+from optuna.study import Study
+from optuna.trial import FrozenTrial
+
+# the trainer reads exactly these (odyssey.training.Hyperparameters.from_search)
+PARAMETERS = ("hidden_size", "learning_rate", "one_minus_momentum", "input_noise")
+SAMPLERS = ("random", "tpe")
+
+
+class SearchSpaceError(ValueError):
+    """A search-space config that cannot be searched (the message names the key)."""
+
+
+def distributions(params: Mapping[str, Mapping[str, Any]],
+                  where: str = "search.params") -> dict[str, BaseDistribution]:
+    """Optuna distributions from `search.params` (name -> {type, low, high, log})."""
+    names = set(params)
+    missing, unknown = sorted(set(PARAMETERS) - names), sorted(names - set(PARAMETERS))
+    if missing or unknown:
+        raise SearchSpaceError(f"{where}: expected exactly the parameters "
+                               f"{', '.join(PARAMETERS)}; missing {missing}, unknown {unknown}")
+    out: dict[str, BaseDistribution] = {}
+    for name in PARAMETERS:
+        spec, key = params[name], f"{where}.{name}"
+        extra = sorted(set(spec) - {"type", "low", "high", "log"})
+        if extra:
+            raise SearchSpaceError(f"{key}: unknown key(s) {extra}; expected type, low, high, log")
+        kind, low, high, log = spec.get("type"), spec.get("low"), spec.get("high"), \
+            bool(spec.get("log", False))
+        if kind not in ("int", "float"):
+            raise SearchSpaceError(f"{key}.type must be 'int' or 'float', got {kind!r}")
+        for bound, value in (("low", low), ("high", high)):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise SearchSpaceError(f"{key}.{bound} must be a number, got {value!r}")
+            if kind == "int" and value != int(value):
+                raise SearchSpaceError(f"{key}.{bound} must be an integer, got {value!r}")
+        if low > high:
+            raise SearchSpaceError(f"{key}: inverted range, low={low} > high={high}")
+        if log and low <= 0:
+            raise SearchSpaceError(f"{key}: a log scale needs low > 0, got low={low}")
+        out[name] = (IntDistribution(int(low), int(high), log=log) if kind == "int"
+                     else FloatDistribution(float(low), float(high), log=log))
+    _check_natural_ranges(out, where)
+    return out
+
+
+def _check_natural_ranges(dists: dict[str, BaseDistribution], where: str) -> None:
+    """Values the trainer cannot use are config errors, caught before any training."""
+    limits = {"hidden_size": (1, None), "learning_rate": (0, None),
+              "one_minus_momentum": (0, 1), "input_noise": (0, None)}
+    for name, (lo, hi) in limits.items():
+        d = dists[name]
+        if d.low < lo or (d.low == lo and name in ("learning_rate", "one_minus_momentum")):
+            raise SearchSpaceError(f"{where}.{name}.low must be > {lo}"
+                                   if name in ("learning_rate", "one_minus_momentum")
+                                   else f"{where}.{name}.low must be >= {lo}")
+        if hi is not None and d.high > hi:
+            raise SearchSpaceError(f"{where}.{name}.high must be <= {hi}")
+
+
+def trial_seed(base: int, study_name: str, number: int, salt: str = "") -> int:
+    """A 32-bit seed fixed by the sweep seed, the study and the trial number."""
+    words = [int(base) & 0xFFFFFFFF, zlib.crc32(study_name.encode()), int(number),
+             zlib.crc32(salt.encode())]
+    return int(np.random.SeedSequence(words).generate_state(1)[0])
+
+
+class TrialSeededRandomSampler(RandomSampler):
+    """Random search whose draws depend only on (seed, study, trial number, parameter).
+
+    Optuna's RandomSampler draws from one generator per process, so with several workers
+    the points depend on which worker asked first. Seeding each draw from the trial number
+    makes a sweep's hyperparameter points the same however many workers run it.
+    """
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed=seed)
+        self._base_seed = int(seed)
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        seed = trial_seed(self._base_seed, study.study_name, trial.number, param_name)
+        return RandomSampler(seed=seed).sample_independent(study, trial, param_name,
+                                                           param_distribution)
+
+
+def make_sampler(kind: str, seed: int, worker: int = 0, n_startup_trials: int = 10
+                 ) -> BaseSampler:
+    """The sampler named by `search.sampler`: "random" (the paper) or "tpe"."""
+    if kind == "random":
+        return TrialSeededRandomSampler(seed)
+    if kind == "tpe":
+        # TPE depends on the order of results, so it cannot be order-free; seed per worker
+        return TPESampler(seed=(seed * 1009 + worker) & 0xFFFFFFFF,
+                          n_startup_trials=n_startup_trials)
+    raise SearchSpaceError(f"search.sampler must be one of {', '.join(SAMPLERS)}, got {kind!r}")
+
+
+def suggest(trial: optuna.Trial, dists: Mapping[str, BaseDistribution]) -> dict[str, Any]:
+    """Ask the trial's sampler for every parameter of the space."""
+    return {name: _suggest(trial, name, d) for name, d in dists.items()}
+
+
+def _suggest(trial: optuna.Trial, name: str, d: BaseDistribution) -> Any:
+    if isinstance(d, IntDistribution):
+        return trial.suggest_int(name, d.low, d.high, log=d.log)
+    if isinstance(d, FloatDistribution):
+        return trial.suggest_float(name, d.low, d.high, log=d.log)
+    raise TypeError(f"unsupported distribution for {name}: {d!r}")

@@ -1,0 +1,315 @@
+"""The sweep worker: fill every (task, variant) study with exactly N trials.
+
+Each worker loops: mark stale running trials failed, count each study's trials (complete,
+diverged and running ones), pick a study short of `trials_per_variant`, ask, train, tell;
+it stops when every study is full. Workers share nothing but the store, so any number of
+them (processes, Hydra launcher jobs, machines on PostgreSQL) can run at once.
+
+Exactly N: a worker that asks for a trial checks that fewer than N counted trials precede
+its trial number in the study; if not, a concurrent worker took the last slot and the new
+trial is closed as failed with `fail_kind = "claim_lost"` before any training. Trials are
+numbered by the store in creation order, so exactly the first N counted trials survive.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import torch
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from ..tasks import Task, load_task
+from ..training import Hyperparameters, train
+from .liveness import Heartbeat, WorkerId, process_alive, same_machine
+from .progress import (
+    best_so_far,
+    collect,
+    counts_toward_n,
+    format_summary,
+    progress_line,
+    summary_frame,
+)
+from .provenance import git_commit, versions
+from .space import make_sampler, suggest, trial_seed
+from .spec import DEFINING_KEYS, SweepConfigError, SweepSpec
+from .storage import open_storage
+
+log = logging.getLogger("odyssey.sweep")
+
+# a running trial that has not yet recorded its worker is stale after this long
+UNOWNED_GRACE_S = 300
+# settings that may differ between runs of one sweep without changing what a trial means
+RUN_LOCAL_TRAIN_KEYS = ("device", "impl", "eval_batch_size")
+
+
+@dataclass
+class WorkerReport:
+    """What one worker did."""
+
+    trials_run: int = 0
+    complete: int = 0
+    diverged: int = 0
+    stale_replaced: int = 0
+    claims_lost: int = 0
+    overtaken: int = 0  # own trials another worker marked stale before they ended
+    seconds: float = 0.0
+
+
+def _defining(config: dict[str, Any]) -> dict[str, Any]:
+    out = {k: config.get(k) for k in DEFINING_KEYS}
+    if isinstance(out.get("train"), dict):
+        out["train"] = {k: v for k, v in out["train"].items() if k not in RUN_LOCAL_TRAIN_KEYS}
+    return out
+
+
+def write_config(spec: SweepSpec) -> None:
+    """results/<sweep>/config.yaml; refuse to mix trials of a differently defined sweep."""
+    spec.sweep_dir.mkdir(parents=True, exist_ok=True)
+    path = spec.sweep_dir / "config.yaml"
+    config = {k: v for k, v in spec.config.items() if k != "worker"}
+    if path.exists():
+        old = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        assert isinstance(old, dict)
+        before, now = _defining(old), _defining(config)
+        changed = [k for k in DEFINING_KEYS if before.get(k) != now.get(k)]
+        if changed:
+            raise SweepConfigError(
+                f"{path} belongs to a sweep {spec.sweep_name!r} run with different "
+                f"{', '.join(changed)}; its trials would not be comparable. Choose another "
+                f"sweep_name=..., or delete {spec.sweep_dir} to start that sweep over")
+    tmp = path.with_name(f".config.yaml.{WorkerId.current().pid}.tmp")
+    OmegaConf.save(OmegaConf.create(config), tmp)
+    tmp.replace(path)
+
+
+def open_studies(spec: SweepSpec, task: Task, storage: optuna.storages.BaseStorage,
+                 sampler: optuna.samplers.BaseSampler | None = None
+                 ) -> dict[str, optuna.Study]:
+    """One study per variant, created if missing, with the contract's user attributes."""
+    studies = {}
+    for v in spec.variants:
+        study = optuna.create_study(storage=storage, study_name=spec.study_name(v),
+                                    direction="minimize", load_if_exists=True,
+                                    sampler=sampler)
+        attrs = {"sweep_name": spec.sweep_name, "task": spec.task_name, "variant": v,
+                 "metric": task.metric, "metric_label": task.metric_label}
+        for key, value in attrs.items():
+            if study.user_attrs.get(key) != value:
+                study.set_user_attr(key, value)
+        studies[v] = study
+    return studies
+
+
+def _close_trial(storage: optuna.storages.BaseStorage, t: optuna.trial.FrozenTrial,
+                 kind: str, reason: str) -> bool:
+    """Mark a running trial failed with `fail_kind`/`fail_reason`; False if it had ended."""
+    try:
+        storage.set_trial_user_attr(t._trial_id, "fail_kind", kind)
+        storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
+        return storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+
+
+def fail_stale_trials(studies: dict[str, optuna.Study], me: WorkerId) -> int:
+    """Fail running trials whose worker is gone; returns how many this call failed."""
+    failed = 0
+    for study in studies.values():
+        with warnings.catch_warnings():  # experimental since Optuna 2.9, still the API
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # heartbeats, on stores that keep them
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            owner_attr = t.user_attrs.get("worker")
+            if owner_attr is None:
+                age = (time.time() - t.datetime_start.timestamp()) if t.datetime_start else 0
+                if age > UNOWNED_GRACE_S and _close_trial(
+                        study._storage, t, "stale",
+                        f"stale: running for {age:.0f} s without recording a worker"):
+                    failed += 1
+                continue
+            owner = WorkerId.from_dict(owner_attr)
+            if same_machine(owner, me) and not process_alive(owner, me):
+                reason = (f"stale: worker {owner.host}:{owner.pid} ended while the trial "
+                          "was running (killed or crashed); replaced by a new trial")
+                if _close_trial(study._storage, t, "stale", reason):
+                    failed += 1
+                    log.warning("trial %d of %s: %s", t.number, study.study_name, reason)
+    return failed
+
+
+def _pick(studies: dict[str, optuna.Study], n: int, worker: int) -> str | None:
+    """A variant whose study has fewest counted trials, below n; None when all are full."""
+    counts = {v: sum(counts_toward_n(t) for t in st.get_trials(deepcopy=False))
+              for v, st in studies.items()}
+    open_ = [v for v in studies if counts[v] < n]
+    if not open_:
+        return None
+    order = list(studies)
+    shift = worker % len(order)
+    return min(open_, key=lambda v: (counts[v], (order.index(v) - shift) % len(order)))
+
+
+def _claim_holds(study: optuna.Study, number: int, n: int) -> bool:
+    """Whether fewer than n counted trials precede trial `number` in the study."""
+    before = sum(1 for t in study.get_trials(deepcopy=False)
+                 if t.number < number and counts_toward_n(t))
+    return before < n
+
+
+def run_trial(spec: SweepSpec, task: Task, study: optuna.Study, trial: optuna.Trial,
+              variant: str) -> str:
+    """Train one trial and tell the store; returns "complete" or "diverged".
+
+    An exception other than divergence is recorded on the trial (fail_kind "error",
+    or "interrupted" for Ctrl-C) and re-raised: it is a fault to fix, not a result.
+    """
+    seed = trial_seed(spec.seed, study.study_name, trial.number, "train")
+    params = suggest(trial, spec.distributions)
+    hp = Hyperparameters.from_search(params)
+    attrs = {"seed": seed, "momentum": hp.momentum, "batch_size": spec.train.batch_size,
+             "config": spec.config, "versions": versions(), "git_commit": git_commit()}
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    log.info("start %s trial %d: H=%d lr=%.3g momentum=%.3f noise=%.3f seed=%d",
+             variant, trial.number, hp.hidden_size, hp.learning_rate, hp.momentum,
+             hp.input_noise, seed)
+
+    def on_epoch(entry: dict[str, Any]) -> None:
+        log.debug("%s trial %d epoch %d: train %.4f valid %.4f test %.4f", variant,
+                  trial.number, entry["epoch"], entry["train_loss"], entry["valid"],
+                  entry["test"])
+
+    try:
+        with Heartbeat(study._storage, trial._trial_id):
+            result = train(task, variant, hp, spec.train, seed, on_epoch=on_epoch)
+    except BaseException as e:
+        kind = "error" if isinstance(e, Exception) else "interrupted"
+        trial.set_user_attr("fail_kind", kind)
+        trial.set_user_attr("fail_reason", f"{kind}: {type(e).__name__}: {e}")
+        trial.set_user_attr("traceback", traceback.format_exc())
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    try:
+        for key, value in result.as_dict().items():
+            if key not in ("status", "fail_reason"):
+                trial.set_user_attr(key, value)
+        if result.status == "complete":
+            study.tell(trial, result.valid_metric)
+            return "complete"
+        trial.set_user_attr("fail_kind", "diverged")
+        trial.set_user_attr("fail_reason", result.fail_reason)
+        study.tell(trial, state=TrialState.FAIL)
+        return "diverged"
+    except optuna.exceptions.UpdateFinishedTrialError:
+        # another worker judged this trial stale (a heartbeat missed for longer than the
+        # grace period): it has been replaced, so this result is dropped, not counted twice
+        log.warning("%s trial %d was marked stale by another worker while it ran; its "
+                    "result is dropped", variant, trial.number)
+        return "overtaken"
+
+
+def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerReport:
+    """Run trials until every study of the sweep holds `trials_per_variant` of them.
+
+    `max_trials` stops this worker after that many trials (for tests and short shifts).
+    """
+    started = time.perf_counter()
+    report = WorkerReport()
+    torch.set_num_threads(spec.threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say more
+    write_config(spec)
+    task = load_task(spec.task_name, **spec.task_options)
+    if not getattr(task, "metric", ""):
+        raise SweepConfigError(f"task {spec.task_name!r} defines no metric")
+    storage = open_storage(spec.storage_url, heartbeat_interval=spec.heartbeat_interval,
+                           grace_period=spec.grace_period)
+    sampler = make_sampler(spec.sampler, spec.seed, spec.worker, spec.n_startup_trials)
+    studies = open_studies(spec, task, storage, sampler)
+    me = WorkerId.current(spec.worker)
+    n = spec.trials_per_variant
+    log.info("worker %d (pid %d) on sweep %s: task %s, %d variants x %d trials, store %s",
+             spec.worker, me.pid, spec.sweep_name, spec.task_name, len(spec.variants), n,
+             spec.storage_url)
+    while max_trials is None or report.trials_run < max_trials:
+        report.stale_replaced += fail_stale_trials(studies, me)
+        variant = _pick(studies, n, spec.worker)
+        if variant is None:
+            break
+        study = studies[variant]
+        with warnings.catch_warnings():  # we keep heartbeats ourselves (liveness.Heartbeat)
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+            trial = study.ask()
+        trial.set_user_attr("worker", me.as_dict())
+        if not _claim_holds(study, trial.number, n):
+            trial.set_user_attr("fail_kind", "claim_lost")
+            trial.set_user_attr("fail_reason", "not run: another worker took the study's "
+                                "last slot at the same moment")
+            study.tell(trial, state=TrialState.FAIL)
+            report.claims_lost += 1
+            continue
+        outcome = run_trial(spec, task, study, trial, variant)
+        report.trials_run += 1
+        setattr(report, outcome, getattr(report, outcome) + 1)
+        _log_progress(studies, study, trial, variant, outcome, n, me)
+    report.seconds = time.perf_counter() - started
+    log.info("worker %d done: %d trials (%d complete, %d diverged) in %.0f s; %d stale "
+             "replaced, %d lost claims", spec.worker, report.trials_run, report.complete,
+             report.diverged, report.seconds, report.stale_replaced, report.claims_lost)
+    return report
+
+
+def _log_progress(studies: dict[str, optuna.Study], study: optuna.Study,
+                  trial: optuna.Trial, variant: str, outcome: str, n: int, me: WorkerId) -> None:
+    """A line per finished trial; every len(variants) trials, the best so far per variant."""
+    ft = study._storage.get_trial(trial._trial_id)
+    statuses = collect(studies)
+    workers = {(t.user_attrs["worker"]["host"], t.user_attrs["worker"]["pid"])
+               for st in studies.values()
+               for t in st.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+               if "worker" in t.user_attrs} | {(me.host, me.pid)}
+    if outcome == "complete":
+        what = f"valid {ft.value:.4f} test {ft.user_attrs.get('test_metric', math.nan):.4f}"
+    else:
+        what = ft.user_attrs.get("fail_reason", outcome)
+    log.info("%s | %s trial %d: %s (%.0f s, %s epochs) | best %s %.4f",
+             progress_line(statuses, n, len(workers)), variant, trial.number, what,
+             ft.user_attrs.get("train_seconds", 0.0), ft.user_attrs.get("epochs_run"),
+             variant, statuses[variant].best_valid)
+    done = sum(min(n, s.finished) for s in statuses.values())
+    if done % len(studies) == 0 or done == n * len(studies):
+        log.info(best_so_far(statuses))
+
+
+def load_studies(spec: SweepSpec, storage: optuna.storages.BaseStorage
+                 ) -> dict[str, optuna.Study]:
+    """The sweep's studies that exist in the store (for reports)."""
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage,
+                                                                  include_best_trial=False)}
+    return {v: optuna.load_study(study_name=spec.study_name(v), storage=storage)
+            for v in spec.variants if spec.study_name(v) in names}
+
+
+def final_report(spec: SweepSpec, write: bool = True) -> str:
+    """The table of best valid/test metric per variant; also results/<sweep>/summary.csv."""
+    storage = open_storage(spec.storage_url)
+    studies = load_studies(spec, storage)
+    if not studies:
+        return f"sweep {spec.sweep_name}: no studies in {spec.storage_url}"
+    statuses = collect(studies)
+    first = next(iter(studies.values()))
+    label = first.user_attrs.get("metric_label") or first.user_attrs.get("metric", "metric")
+    frame = summary_frame(statuses, label)
+    if write:
+        frame.to_csv(spec.sweep_dir / "summary.csv")
+    total = sum(min(spec.trials_per_variant, s.finished) for s in statuses.values())
+    head = (f"sweep {spec.sweep_name} ({spec.task_name}): {total}/{spec.total_trials} trials "
+            f"finished; best validation {label} per variant and the test score of that trial")
+    return head + "\n" + format_summary(frame)

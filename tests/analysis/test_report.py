@@ -1,0 +1,74 @@
+"""The report: complete on a healthy sweep, honest on a sweep too small for its statistics."""
+
+from __future__ import annotations
+
+import matplotlib
+import pytest
+
+from odyssey.analysis import Options, analyze
+
+matplotlib.use("Agg")
+
+FAST = Options(fanova_trees=8, fanova_min_trials=20, progress=False, grid=30, formats=("png",))
+
+
+def test_report_on_a_small_healthy_sweep(sweep_factory):
+    sweep_factory("toy", tasks=("music",), n_trials=25)
+    path = analyze("toy", sweep_factory.results, options=FAST)
+    text = path.read_text()
+    folder = path.parent
+    for name in ("variants_music", "marginals_music", "interactions_music",
+                 "variance_fractions", "learning_rate_music"):
+        assert (folder / "figures" / f"{name}.png").stat().st_size > 10_000
+        assert f"figures/{name}.png" in text
+    for table in ("trials", "trial_states", "variant_tests", "fanova_fractions",
+                  "fanova_marginals", "findings"):
+        assert (folder / "tables" / f"{table}.csv").exists()
+    assert "## The paper's findings in this sweep" in text
+    assert "Holm" in text
+    # the synthetic truth: NFG and NOAF clearly worse than V, learning rate dominates
+    assert "| Removing the forget gate (NFG) hurts on every task" in text
+    findings = (folder / "tables" / "findings.csv").read_text()
+    assert "hurts on every task (significantly worse than V on all trials),agrees" in findings
+    assert "Learning rate is the most important hyperparameter (largest main effect),agrees" \
+        in findings
+    assert "nan" not in text.lower().replace("nan at epoch", "")
+
+
+def test_report_with_too_few_trials_says_so(sweep_factory):
+    sweep_factory("tiny", tasks=("music",), variants=["V", "NFG", "CIFG"], n_trials=3)
+    text = analyze("tiny", sweep_factory.results, options=FAST).read_text()
+    assert "too few trials for fANOVA: 9 complete, 20 needed" in text
+    assert "too few trials" in text.split("## Variants against V")[1]  # best 10 %: 1 each
+    assert "not testable" in text
+    assert "nan" not in text.lower().replace("nan at epoch", "")
+
+
+def test_report_on_an_empty_sweep(sweep_factory):
+    sweep_factory("empty", variants=[], n_trials=0)
+    text = analyze("empty", sweep_factory.results, options=FAST).read_text()
+    assert "no trials yet" in text
+
+
+def test_report_when_every_trial_failed(sweep_factory):
+    sweep_factory("failed", variants=["V", "NP"], n_trials=0, n_failed=3)
+    text = analyze("failed", sweep_factory.results, options=FAST).read_text()
+    assert "6 trials failed" in text and "Failed trials by kind: diverged 6" in text
+    assert "too few trials for fANOVA: 0 complete" in text
+    assert "nan" not in text.lower().replace("nan at epoch", "")
+
+
+@pytest.mark.parametrize("correction", ["bonferroni"])
+def test_bonferroni_is_named(sweep_factory, correction):
+    sweep_factory("toy", variants=["V", "NP"], n_trials=5)
+    opts = Options(**{**FAST.__dict__, "correction": correction})
+    assert "Bonferroni" in analyze("toy", sweep_factory.results, options=opts).read_text()
+
+
+def test_report_over_several_sweeps(sweep_factory):
+    sweep_factory("q-music", tasks=("music",), variants=["V", "NP"], n_trials=3)
+    sweep_factory("q-speech", tasks=("speech",), variants=["V", "NP"], n_trials=3)
+    path = analyze(["q-music", "q-speech"], sweep_factory.results, options=FAST)
+    assert path == sweep_factory.results / "q-music+q-speech" / "report.md"
+    text = path.read_text()
+    assert "### music" in text and "### speech" in text

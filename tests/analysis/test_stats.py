@@ -1,0 +1,76 @@
+"""Welch's tests, the best-fraction subset and the multiple-comparison corrections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from odyssey.analysis import best_fraction, correct, variant_tests
+from odyssey.analysis.stats import BASELINE, BETTER, NO_SPREAD, SAME, TOO_FEW, WORSE
+
+
+def _frame(groups: dict[str, np.ndarray], task: str = "speech") -> pd.DataFrame:
+    rows = []
+    for variant, values in groups.items():
+        for i, v in enumerate(values):
+            rows.append({"task": task, "variant": variant, "test_metric": v,
+                         "valid_metric": v + 0.001 * i, "parameter_count": 100 * len(variant)})
+    return pd.DataFrame(rows)
+
+
+def test_corrections_on_known_pvalues():
+    p = np.array([0.01, 0.04, 0.03])
+    np.testing.assert_allclose(correct(p, "bonferroni"), [0.03, 0.12, 0.09])
+    np.testing.assert_allclose(correct(p, "holm"), [0.03, 0.06, 0.06])
+    assert correct(np.array([]), "holm").size == 0
+    with pytest.raises(ValueError, match="holm"):
+        correct(p, "sidak-ish")
+
+
+def test_best_fraction_keeps_ceil_of_each_group():
+    frame = _frame({"V": np.arange(25.0), "NP": np.arange(3.0)})
+    best = best_fraction(frame, 0.1, "valid_metric")
+    assert (best["variant"] == "V").sum() == 3 and (best["variant"] == "NP").sum() == 1
+    assert best.loc[best["variant"] == "V", "test_metric"].tolist() == [0.0, 1.0, 2.0]
+    with pytest.raises(ValueError):
+        best_fraction(frame, 0.0, "valid_metric")
+
+
+def test_welch_verdicts_on_constructed_data():
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.0, 1.0, 60)
+    groups = {"V": base, "NFG": rng.normal(2.0, 3.0, 60), "CIFG": rng.normal(0.0, 1.0, 60),
+              "FGR": rng.normal(-1.5, 0.5, 60), "NIG": np.array([1.0])}
+    table = variant_tests(_frame(groups), correction="holm")
+    all_ = table[table["subset"] == "all"].set_index("variant")
+    assert all_.loc["V", "verdict"] == BASELINE
+    assert all_.loc["NFG", "verdict"] == WORSE
+    assert all_.loc["FGR", "verdict"] == BETTER
+    assert all_.loc["CIFG", "verdict"] == SAME
+    assert all_.loc["NIG", "verdict"] == TOO_FEW and np.isnan(all_.loc["NIG", "p"])
+    # raw p is scipy's Welch test; Holm over the three variants that could be tested
+    raw = {v: stats.ttest_ind(groups[v], base, equal_var=False).pvalue
+           for v in ("NFG", "CIFG", "FGR")}
+    for v, p in raw.items():
+        assert all_.loc[v, "p"] == pytest.approx(p)
+    np.testing.assert_allclose(all_.loc[list(raw), "p_adjusted"],
+                               correct(np.array(list(raw.values())), "holm"))
+    assert all_.loc["NFG", "mean_parameters"] == 300
+    assert all_.loc["NFG", "median"] == pytest.approx(np.median(groups["NFG"]))
+    bonf = variant_tests(_frame(groups), correction="bonferroni")
+    b = bonf[bonf["subset"] == "all"].set_index("variant")
+    assert b.loc["CIFG", "p_adjusted"] == pytest.approx(min(1.0, 3 * raw["CIFG"]))
+    # best 10 %: 6 trials per full group, NIG keeps its single trial -> too few
+    best = table[table["subset"] == "best"].set_index("variant")
+    assert best.loc["V", "n"] == 6 and best.loc["NIG", "verdict"] == TOO_FEW
+
+
+def test_no_spread_and_missing_baseline():
+    table = variant_tests(_frame({"V": np.ones(5), "NP": np.ones(5)}))
+    assert table.set_index(["subset", "variant"]).loc[("all", "NP"), "verdict"] == NO_SPREAD
+    table = variant_tests(_frame({"NP": np.arange(5.0), "NFG": np.arange(5.0)}))
+    assert set(table["verdict"]) == {TOO_FEW}
+    with pytest.raises(ValueError, match="column"):
+        variant_tests(pd.DataFrame({"task": [], "variant": []}))

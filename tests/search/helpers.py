@@ -1,0 +1,53 @@
+"""Compose sweep configs on the toy task and run workers in child processes."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import optuna
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from odyssey.config import CONFIG_DIR
+from odyssey.search.spec import SweepSpec
+from odyssey.search.storage import open_storage
+from odyssey.search.sweep import run_worker
+from tests.toy import register
+
+TOY_CONFIG = """name: toy
+n_train: 16
+n_valid: 6
+n_test: 6
+max_length: 10
+seed: 0
+sleep: {sleep}
+"""
+
+
+def toy_config(tmp: Path, *overrides: str, sleep: float = 0.0) -> DictConfig:
+    """The sweep config with task=toy, results under `tmp`, then `overrides`."""
+    register()
+    task_dir = tmp / "cfg" / "task"
+    task_dir.mkdir(parents=True, exist_ok=True)
+    (task_dir / "toy.yaml").write_text(TOY_CONFIG.format(sleep=sleep))
+    base = [f"hydra.searchpath=[file://{tmp / 'cfg'}]", "task=toy",
+            f"results_dir={tmp / 'results'}", "sweep_name=t", "variants=[V,NP]",
+            "trials_per_variant=2", "train.max_epochs=2", "train.batch_size=4"]
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=[*base, *overrides])
+
+
+def run_toy_worker(tmp: str, overrides: list[str], worker: int, sleep: float = 0.0) -> None:
+    """Child-process entry: compose the toy sweep and run one worker to the end."""
+    logging.basicConfig(level=logging.INFO)
+    cfg = toy_config(Path(tmp), *overrides, f"worker={worker}", sleep=sleep)
+    run_worker(SweepSpec.from_config(cfg))
+
+
+def studies(cfg: DictConfig) -> dict[str, optuna.Study]:
+    """The sweep's studies by variant, from its store."""
+    spec = SweepSpec.from_config(cfg)
+    storage = open_storage(spec.storage_url)
+    return {v: optuna.load_study(study_name=spec.study_name(v), storage=storage)
+            for v in spec.variants}

@@ -1,0 +1,245 @@
+"""Sweep workers: exact trial counts with several workers, resume after a kill, failures."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from optuna.trial import TrialState
+
+from odyssey.search.liveness import WorkerId
+from odyssey.search.progress import counts_toward_n
+from odyssey.search.spec import SweepConfigError, SweepSpec
+from odyssey.search.sweep import _claim_holds, fail_stale_trials, final_report, run_worker
+from tests.search.helpers import run_toy_worker, studies, toy_config
+
+SMALL = ["search.params.hidden_size.low=4", "search.params.hidden_size.high=12"]
+CONTRACT_ATTRS = {"valid_metric", "test_metric", "best_epoch", "epochs_run", "curve",
+                  "extra_metrics", "train_seconds", "parameter_count",
+                  "recurrent_parameter_count", "momentum", "seed", "batch_size", "config",
+                  "versions", "git_commit"}
+
+
+def spawn(tmp, overrides, worker, sleep=0.0):
+    p = mp.get_context("spawn").Process(target=run_toy_worker,
+                                        args=(str(tmp), overrides, worker, sleep))
+    p.start()
+    return p
+
+
+def test_one_worker_fills_every_study_and_records_the_contract(tmp_path):
+    cfg = toy_config(tmp_path, *SMALL, "trials_per_variant=3")
+    spec = SweepSpec.from_config(cfg)
+    report = run_worker(spec)
+    assert report.trials_run == 6 and report.complete == 6
+    by_variant = studies(cfg)
+    assert set(by_variant) == {"V", "NP"}
+    for v, study in by_variant.items():
+        assert study.study_name == f"t/toy/{v}"
+        assert study.user_attrs == {"sweep_name": "t", "task": "toy", "variant": v,
+                                    "metric": "nll", "metric_label": "NLL per time step"}
+        trials = study.get_trials()
+        assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+        for t in trials:
+            assert set(t.user_attrs) >= CONTRACT_ATTRS
+            assert t.value == t.user_attrs["valid_metric"]
+            assert set(t.params) == {"hidden_size", "learning_rate", "one_minus_momentum",
+                                     "input_noise"}
+            assert t.user_attrs["momentum"] == pytest.approx(1 - t.params["one_minus_momentum"])
+            assert len(t.user_attrs["curve"]) == t.user_attrs["epochs_run"]
+            assert t.user_attrs["config"]["task"]["name"] == "toy"
+            assert "torch" in t.user_attrs["versions"]
+    assert (spec.sweep_dir / "config.yaml").exists()
+    # a rerun of a full sweep trains nothing
+    assert run_worker(spec).trials_run == 0
+    table = final_report(spec)
+    assert "NP" in table and "best_valid" in table
+    assert (spec.sweep_dir / "summary.csv").exists()
+
+
+def test_an_sqlite_store_with_heartbeats_works_the_same(tmp_path):
+    cfg = toy_config(tmp_path, *SMALL, "storage=sqlite", "variants=[V]")
+    spec = SweepSpec.from_config(cfg)
+    assert spec.storage_url == f"sqlite:///{tmp_path}/results/t/optuna.db"
+    assert spec.heartbeat_interval == 60
+    assert run_worker(spec).complete == 2
+    assert len(studies(cfg)["V"].get_trials(states=(TrialState.COMPLETE,))) == 2
+
+
+@pytest.mark.slow
+def test_two_workers_give_exactly_n_per_variant(tmp_path):
+    overrides = [*SMALL, "variants=[V,NP,GRU]", "trials_per_variant=3"]
+    procs = [spawn(tmp_path, overrides, w) for w in (0, 1)]
+    for p in procs:
+        p.join(timeout=300)
+        assert p.exitcode == 0
+    cfg = toy_config(tmp_path, *overrides)
+    workers = set()
+    for study in studies(cfg).values():
+        trials = study.get_trials()
+        assert sum(counts_toward_n(t) for t in trials) == 3
+        assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+        assert not [t for t in trials if t.state == TrialState.RUNNING]
+        workers |= {t.user_attrs["worker"]["pid"] for t in trials}
+    assert len(workers) == 2  # both workers did trials
+
+
+@pytest.mark.slow
+def test_killed_worker_then_rerun_loses_nothing_and_ends_exact(tmp_path):
+    overrides = [*SMALL, "variants=[V]", "trials_per_variant=3", "train.max_epochs=30",
+                 "train.patience=30"]
+    cfg = toy_config(tmp_path, *overrides, sleep=0.02)
+    p = spawn(tmp_path, overrides, 0, sleep=0.02)
+    deadline = time.time() + 240
+    study = None
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            study = studies(cfg)["V"]
+        except Exception:  # the store or the study does not exist yet
+            continue
+        trials = study.get_trials()
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        running = [t for t in trials if t.state == TrialState.RUNNING and "seed" in t.user_attrs]
+        if done and running:
+            break
+    else:
+        p.kill()
+        pytest.fail("the worker never had a finished and a running trial")
+    os.kill(p.pid, signal.SIGKILL)
+    p.join()
+    before = {t.number: (t.value, t.params) for t in study.get_trials()
+              if t.state == TrialState.COMPLETE}
+    killed = [t.number for t in study.get_trials() if t.state == TrialState.RUNNING]
+    assert killed
+
+    report = run_worker(SweepSpec.from_config(cfg))  # the same command again
+    assert report.stale_replaced == len(killed)
+    trials = studies(cfg)["V"].get_trials()
+    after = {t.number: (t.value, t.params) for t in trials if t.state == TrialState.COMPLETE}
+    assert all(after[k] == v for k, v in before.items())  # no finished trial lost or redone
+    assert sum(counts_toward_n(t) for t in trials) == 3 == len(after)
+    stale = [t for t in trials if t.number in killed]
+    assert all(t.state == TrialState.FAIL and t.user_attrs["fail_kind"] == "stale"
+               for t in stale)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+def test_diverging_trials_are_recorded_failed_and_the_sweep_goes_on(tmp_path):
+    # momentum 0 and a step that overflows float32: every trial diverges at once
+    cfg = toy_config(tmp_path, *SMALL, "search.params.learning_rate.low=1e37",
+                     "search.params.learning_rate.high=5e37",
+                     "search.params.one_minus_momentum.low=1.0", "train.max_epochs=3")
+    report = run_worker(SweepSpec.from_config(cfg))
+    assert report.diverged == 4 and report.trials_run == 4
+    for study in studies(cfg).values():
+        trials = study.get_trials()
+        assert len(trials) == 2
+        for t in trials:
+            assert t.state == TrialState.FAIL
+            assert t.user_attrs["fail_kind"] == "diverged"
+            assert "loss became" in t.user_attrs["fail_reason"]
+            assert t.user_attrs["parameter_count"] > 0
+    assert "V" in final_report(SweepSpec.from_config(cfg))
+
+
+def test_a_dead_workers_running_trial_is_replaced(tmp_path):
+    """In-process twin of the kill test: a running trial owned by a gone process."""
+    cfg = toy_config(tmp_path, *SMALL, "variants=[V]", "trials_per_variant=2")
+    spec = SweepSpec.from_config(cfg)
+    run_worker(spec, max_trials=1)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # exited and reaped: its pid names no process
+    study = studies(cfg)["V"]
+    orphan = study.ask()
+    owner = WorkerId.current().as_dict() | {"pid": gone.pid, "start_ticks": None}
+    orphan.set_user_attr("worker", owner)
+    done_before = [(t.number, t.value) for t in study.get_trials()
+                   if t.state == TrialState.COMPLETE]
+    report = run_worker(spec)
+    assert report.stale_replaced == 1 and report.trials_run == 1
+    trials = studies(cfg)["V"].get_trials()
+    assert trials[orphan.number].state == TrialState.FAIL
+    assert trials[orphan.number].user_attrs["fail_kind"] == "stale"
+    assert [(t.number, t.value) for t in trials
+            if t.state == TrialState.COMPLETE][:1] == done_before
+    assert sum(counts_toward_n(t) for t in trials) == 2
+
+
+def test_a_running_trial_of_a_live_worker_is_left_alone(tmp_path):
+    cfg = toy_config(tmp_path, *SMALL, "variants=[V]", "trials_per_variant=1")
+    spec = SweepSpec.from_config(cfg)
+    run_worker(spec, max_trials=0)
+    study = studies(cfg)["V"]
+    live = study.ask()
+    live.set_user_attr("worker", WorkerId.current().as_dict())  # this very process
+    assert fail_stale_trials(studies(cfg), WorkerId.current()) == 0
+    assert run_worker(spec).trials_run == 0  # the study is full with the running trial
+    assert studies(cfg)["V"].get_trials()[0].state == TrialState.RUNNING
+
+
+def test_a_worker_loses_a_contested_last_slot(tmp_path):
+    cfg = toy_config(tmp_path, *SMALL, "variants=[V]", "trials_per_variant=1")
+    spec = SweepSpec.from_config(cfg)
+    run_worker(spec, max_trials=0)  # creates the study
+    study = studies(cfg)["V"]
+    first, second = study.ask(), study.ask()  # two workers asked at the same moment
+    assert _claim_holds(study, first.number, 1)
+    assert not _claim_holds(study, second.number, 1)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("variants=[V,LSTM9]", "unknown variant 'LSTM9'"),
+    ("variants=[V,v]", "more than once"),
+    ("trials_per_variant=0", "trials_per_variant must be an integer >= 1"),
+    ("search.params.learning_rate.low=0.1", "learning_rate: inverted range"),
+    ("search.params.hidden_size.low=0", "hidden_size"),
+    ("search.sampler=grid", "search.sampler"),
+    ("task.name=nosuchtask", "unknown task 'nosuchtask'"),
+    ("train.max_epochs=0", "train.max_epochs"),
+    ("sweep_name=a/b", "sweep_name"),
+    ("storage.url=ftp://x", "storage.url"),
+])
+def test_bad_values_stop_before_any_training(tmp_path, override, message):
+    cfg = toy_config(tmp_path, override)
+    with pytest.raises(SweepConfigError, match=message.replace("[", r"\[")):
+        SweepSpec.from_config(cfg)
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_changed_protocol_under_the_same_sweep_name_is_refused(tmp_path):
+    run_worker(SweepSpec.from_config(toy_config(tmp_path, *SMALL, "trials_per_variant=1")))
+    more = toy_config(tmp_path, *SMALL, "trials_per_variant=2")  # more trials: allowed
+    assert run_worker(SweepSpec.from_config(more)).trials_run == 2
+    changed = toy_config(tmp_path, *SMALL, "trials_per_variant=2", "train.patience=9")
+    with pytest.raises(SweepConfigError, match="different train"):
+        run_worker(SweepSpec.from_config(changed))
+
+
+def test_the_documented_overrides_compose(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from odyssey.config import CONFIG_DIR
+    url = f"sqlite:///{tmp_path}/s.db"
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        default = SweepSpec.from_config(compose("config"))
+        paper = SweepSpec.from_config(compose("config", overrides=["experiment=greff"]))
+        cfg = compose("config", overrides=["task=music", "variants=[V,NP]",
+                                           "trials_per_variant=4", "train.max_epochs=2",
+                                           f"storage.url={url}", "sweep_name=mine"])
+    spec = SweepSpec.from_config(cfg)
+    assert default.task_name == "music" and len(default.variants) == 11
+    assert default.sweep_name == "quick-music" and default.trials_per_variant >= 8
+    assert default.train.batch_size > 1 and default.storage_url.startswith("journal://")
+    assert default.storage_url.endswith("/results/quick-music/optuna.journal")
+    assert (paper.trials_per_variant, paper.train.batch_size, paper.train.max_epochs,
+            paper.train.patience, paper.sampler) == (200, 1, 150, 15, "random")
+    assert not paper.train.scale_lr_with_batch
+    assert (spec.variants, spec.trials_per_variant, spec.train.max_epochs) == (("V", "NP"),
+                                                                                4, 2)
+    assert spec.storage_url == url and spec.sweep_name == "mine"
+    assert spec.study_name("NP") == "mine/music/NP"
