@@ -48,6 +48,17 @@ class SpeechTask(FramewiseTask):
             return outputs.sum() * 0.0
         return F.cross_entropy(outputs[keep], batch.targets[keep])
 
+    def sequence_loss(self, outputs: Tensor, batch: Batch) -> Tensor:
+        """Cross-entropy summed over each sequence's scored frames, averaged over sequences.
+
+        Overrides the base class's rescaled mean so that ignored frames (fold39's "q") stay
+        out of the sum exactly.
+        """
+        keep = self._real(batch)
+        total = F.cross_entropy(outputs[keep], batch.targets[keep], reduction="sum") \
+            if bool(keep.any()) else outputs.sum() * 0.0
+        return total / batch.lengths.numel()
+
     def score(self, outputs: Tensor, batch: Batch) -> dict[str, tuple[float, float]]:
         """Frame errors and summed cross-entropy, with frame counts."""
         keep = self._real(batch)

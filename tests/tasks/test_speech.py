@@ -100,6 +100,9 @@ def test_loss_and_metrics_are_exact_over_real_frames(tree):
     manual = torch.cat([F.cross_entropy(out[: n, b], batch.targets[: n, b], reduction="none")
                         for b, n in enumerate(batch.lengths.tolist())]).mean()
     assert torch.allclose(task.loss(out, batch), manual)
+    # the trainer's per-sequence scale: the sum over each sequence, averaged over sequences
+    assert torch.allclose(task.sequence_loss(out, batch),
+                          manual * batch.lengths.sum() / len(batch.lengths))
     assert res["cross_entropy"] > 0
 
 
@@ -116,6 +119,9 @@ def test_fold39_trains_on_39_classes(tree):
     batch = next(task.batches("train", 6))
     loss = task.loss(torch.zeros(*batch.targets.shape, 39, requires_grad=True), batch)
     assert loss.item() == pytest.approx(np.log(39))  # finite despite the ignored frames
+    scored = int((batch.targets[batch.mask] != IGNORE).sum())
+    seq = task.sequence_loss(torch.zeros(*batch.targets.shape, 39), batch)
+    assert seq.item() == pytest.approx(np.log(39) * scored / 6)  # q frames out of the sum
 
 
 def test_unknown_option_is_named(tree):
