@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 SWEEP  ?= quick-$(or $(TASK),music)
 ANALYZE_ARGS ?=
 
-.PHONY: help setup test test-slow test-all lint bench clean run-sweep analyze
+.PHONY: help setup system-deps test test-slow test-all lint bench clean run-sweep analyze
 
 # run-sweep: the quick sweep (configs/experiment/quick.yaml) on WORKERS local processes;
 # SWEEP_ARGS passes any odyssey-sweep overrides, e.g. SWEEP_ARGS="trials_per_variant=16"
@@ -19,6 +19,7 @@ SWEEP_ARGS ?=
 
 help:
 	@echo "make setup      create $(VENV), install $(TORCH) then odyssey (TORCH=... to choose another build)"
+	@echo "make system-deps  Debian packages the speech corpus needs (flite, wamerican), as root"
 	@echo "make test       run the default (fast) test suite, setting up first if needed"
 	@echo "make test-slow  run the slow end-to-end tests"
 	@echo "make analyze    analyse results/$(SWEEP) into report.md, figures/, tables/ (SWEEP=name)"
@@ -34,15 +35,30 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e ".[dev]"
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: system-deps $(STAMP)
 
-test: $(STAMP)
+# flite synthesises the speech task's embedded corpus from words in wamerican's list.
+# Installed when missing and running as root with apt; otherwise a note says how.
+SYSTEM_DEPS_OK := $(shell command -v flite >/dev/null 2>&1 && test -f /usr/share/dict/words && echo yes)
+system-deps:
+ifeq ($(SYSTEM_DEPS_OK),yes)
+	@:
+else
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq flite wamerican; \
+	else \
+		echo "note: the speech task's embedded corpus needs flite and wamerican:" \
+		     "sudo apt-get install flite wamerican"; \
+	fi
+endif
+
+test: system-deps $(STAMP)
 	$(PY) -m pytest
 
-test-slow: $(STAMP)
+test-slow: system-deps $(STAMP)
 	$(PY) -m pytest -m slow
 
-test-all: $(STAMP)
+test-all: system-deps $(STAMP)
 	$(PY) -m pytest -m "slow or not slow"
 
 analyze: $(STAMP)
@@ -55,7 +71,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-run-sweep: $(STAMP)
+run-sweep: system-deps $(STAMP)
 	$(VENV)/bin/odyssey-data build $(TASK)
 	$(VENV)/bin/odyssey-sweep --multirun hydra/launcher=joblib hydra.launcher.n_jobs=$(WORKERS) \
 		'worker=range(0,$(WORKERS))' task=$(TASK) $(SWEEP_ARGS)

@@ -6,10 +6,11 @@ file; a cache whose checksum or structure does not match is reported and rebuilt
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +120,24 @@ def load_manifest_safe(stem: Path, log: Callable[[str], None] = print) -> dict |
     except CorruptCacheError as e:
         log(f"cache is corrupt, rebuilding: {e}")
         return None
+
+
+@contextlib.contextmanager
+def build_lock(folder: Path) -> Iterator[None]:
+    """Hold `<folder>/.lock` so that parallel workers build a corpus once, then read it.
+
+    A few lines of the standard `fcntl` (advisory, released when the process dies); where
+    that does not exist (Windows) nothing is locked.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(folder / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
