@@ -17,7 +17,6 @@ top of it, both with the manifests of `odyssey.data.cache`.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -27,14 +26,14 @@ import pickle
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .cache import CorruptCacheError, cached, datasets_dir, load_manifest, sha256
+from .cache import CorruptCacheError, build_lock, cached, datasets_dir, load_manifest, sha256
 
 LOWEST, HIGHEST = 21, 108  # A0 .. C8, the 88 piano keys
 KEYS = HIGHEST - LOWEST + 1
@@ -445,30 +444,9 @@ def load_corpus(opts: MusicOptions, rebuild: bool = False, log: Callable[[str], 
             return _build_music21(opts, reparse=rebuild, log=log)
         # the corpus is derived from the parsed cache: rebuild it when that changed
         stale = not rebuild and _stale(stem, log)
-    with _build_lock(stem.parent):
+    with build_lock(stem.parent):
         arrays, manifest = cached(stem, build, rebuild=rebuild or stale, log=log)
     return {s: arrays[s] for s in SPLITS}, manifest
-
-
-@contextlib.contextmanager
-def _build_lock(folder: Path) -> Iterator[None]:
-    """Hold datasets/music/.lock: parallel sweep workers build once, the others then read.
-
-    Written here, not taken from a library, because it is a few lines of the standard
-    `fcntl`; where that does not exist (Windows) nothing is locked.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    with open(folder / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _stale(stem: Path, log: Callable[[str], None]) -> bool:

@@ -23,7 +23,7 @@ from omegaconf.errors import ConfigKeyError
 from tqdm import tqdm
 
 from ...config import load_group_config
-from ..cache import cached, datasets_dir, load_manifest_safe
+from ..cache import build_lock, cached, datasets_dir, load_manifest_safe
 from .ink import InkLine, feature_names, line_features
 
 SPLITS = ("train", "valid", "test")
@@ -219,7 +219,9 @@ def load_corpus(options: Mapping | DictConfig | None = None, rebuild: bool = Fal
                 ) -> tuple[Corpus, dict]:
     """(inputs, targets, ids) per split, building and caching the corpus when needed."""
     cfg = resolve(options)
-    arrays, manifest = cached(cache_stem(cfg), lambda: _build_arrays(cfg), rebuild=rebuild)
+    stem = cache_stem(cfg)
+    with build_lock(stem.parent):  # parallel sweep workers build once, the others read
+        arrays, manifest = cached(stem, lambda: _build_arrays(cfg), rebuild=rebuild)
     corpus = {name: (arrays[f"{name}_inputs"], arrays[f"{name}_targets"],
                      manifest["splits"][name]["ids"]) for name in SPLITS}
     return corpus, manifest
