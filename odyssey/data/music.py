@@ -21,7 +21,6 @@ import hashlib
 import importlib.metadata
 import json
 import math
-import multiprocessing
 import pickle
 import platform
 import sys
@@ -237,9 +236,13 @@ def parse_corpus(names: list[str], workers: int = 2, log: Callable[[str], None] 
     start = time.perf_counter()
     bar = dict(total=len(names), desc="parsing chorales", unit="chorale", file=sys.stderr)
     if workers > 1:
-        # spawn: a forked copy of a process holding torch's threads can deadlock
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            results = list(tqdm(pool.imap(parse_chorale, names, chunksize=2), **bar))
+        # joblib's loky processes: not forked (a fork of a process holding torch's threads
+        # can deadlock), and unlike multiprocessing's spawn they never re-run the caller's
+        # unguarded __main__ script, so a build from a notebook or a plain script is safe
+        from joblib import Parallel, delayed
+        jobs = Parallel(n_jobs=workers, return_as="generator", batch_size=2)(
+            delayed(parse_chorale)(n) for n in names)
+        results = list(tqdm(jobs, **bar))
     else:
         results = [parse_chorale(n) for n in tqdm(names, **bar)]
     failed = [f"{r['name']} ({r['error']})" for r in results if "error" in r]
