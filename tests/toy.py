@@ -29,8 +29,8 @@ class ToyTask(FramewiseTask):
         nll = F.binary_cross_entropy_with_logits(outputs, batch.targets, reduction="none")
         return nll.sum(-1) * batch.mask
 
-    def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
-        return self._per_frame(outputs, batch).sum() / batch.mask.sum()
+    def loss_terms(self, outputs: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
+        return self._per_frame(outputs, batch).sum(), batch.mask.sum()
 
     def score(self, outputs: Tensor, batch: Batch) -> dict[str, tuple[float, float]]:
         frames = float(batch.mask.sum())
@@ -61,15 +61,15 @@ def load(n_train: int = 32, n_valid: int = 12, n_test: int = 12, inputs: int = 4
               for name, n in (("train", n_train), ("valid", n_valid), ("test", n_test))}
     task = ToyTask(splits, output_size=keys, source="synthetic toy")
     if sleep:
-        original = task.loss
+        original = task.loss_terms
 
-        def slow_loss(outputs: Tensor, batch: Batch) -> Tensor:
+        def slow_loss_terms(outputs: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
             if torch.is_grad_enabled():
                 import time
                 time.sleep(sleep)
             return original(outputs, batch)
 
-        task.loss = slow_loss  # type: ignore[method-assign]
+        task.loss_terms = slow_loss_terms  # type: ignore[method-assign]
     return task
 
 

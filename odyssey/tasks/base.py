@@ -90,9 +90,6 @@ class Task(ABC):
     bidirectional: bool = False
     metric: str = ""  # key of the primary metric in `evaluate`'s result; lower is better
     metric_label: str = ""  # for tables and figures, e.g. "NLL per time step"
-    # what `loss` averages over: "step" (real time steps) or "sequence" (e.g. CTC per line);
-    # the trainer turns either into the per-sequence sum the paper's learning rates assume
-    loss_reduction: str = "step"
 
     def __init__(self, splits: dict[str, SequenceSet], output_size: int, *,
                  standardize: bool = True, source: str = "", info: dict | None = None) -> None:
@@ -147,8 +144,17 @@ class Task(ABC):
                                bidirectional=self.bidirectional, **layer_options)
 
     @abstractmethod
+    def loss_terms(self, outputs: Tensor, batch: Batch) -> tuple[Tensor, Tensor | int]:
+        """The batch's training loss summed over what the task counts, and that count.
+
+        Framewise tasks count their real (scored) steps, CTC its sequences; `loss` and
+        `sequence_loss` are both derived from these two numbers.
+        """
+
     def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
         """Training loss of a batch, a mean over its real steps (or sequences, for CTC)."""
+        total, count = self.loss_terms(outputs, batch)
+        return total / max(int(count), 1)
 
     def sequence_loss(self, outputs: Tensor, batch: Batch) -> Tensor:
         """The loss summed over each sequence's steps, averaged over the batch's sequences.
@@ -156,13 +162,8 @@ class Task(ABC):
         Greff et al. make one update per sequence on its summed loss, so the paper's
         learning-rate range [1e-6, 1e-2] is calibrated for this scale, not a per-step mean.
         """
-        loss = self.loss(outputs, batch)
-        if self.loss_reduction == "step":
-            loss = loss * (batch.lengths.sum() / batch.lengths.numel())
-        elif self.loss_reduction != "sequence":
-            raise ValueError(f"task {self.name}: loss_reduction must be 'step' or 'sequence', "
-                             f"got {self.loss_reduction!r}")
-        return loss
+        total, _ = self.loss_terms(outputs, batch)
+        return total / batch.lengths.numel()
 
     @abstractmethod
     def score(self, outputs: Tensor, batch: Batch) -> dict[str, tuple[float, float]]:

@@ -52,7 +52,6 @@ class HandwritingTask(Task):
     bidirectional = True
     metric = "cer"
     metric_label = "character error rate"
-    loss_reduction = "sequence"  # `loss` is already the CTC NLL per line
 
     def __init__(self, splits: dict[str, SequenceSet], charset: str, **kwargs) -> None:
         super().__init__(splits, len(charset) + 1, **kwargs)
@@ -77,11 +76,11 @@ class HandwritingTask(Task):
             padded[b, : len(t)] = torch.as_tensor(np.asarray(t, np.int64))
         return padded, lengths
 
-    def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
-        """CTC negative log-likelihood per line, averaged over the batch's lines."""
+    def loss_terms(self, outputs: Tensor, batch: Batch) -> tuple[Tensor, int]:
+        """CTC negative log-likelihood summed over the batch's lines; the number of lines."""
         log_probs = F.log_softmax(outputs.float(), dim=-1)
         total = self.ctc(log_probs, batch.targets, batch.lengths, batch.target_lengths)
-        return total / outputs.shape[1]
+        return total, outputs.shape[1]
 
     def score(self, outputs: Tensor, batch: Batch) -> dict[str, tuple[float, float]]:
         """Character errors / characters, word errors / words and CTC loss / lines."""

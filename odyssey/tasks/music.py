@@ -32,12 +32,12 @@ class MusicTask(FramewiseTask):
     metric = "nll"
     metric_label = "NLL per time step"
 
-    def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
-        """BCE with logits summed over the keys, averaged over the batch's real frames."""
+    def loss_terms(self, outputs: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
+        """BCE with logits summed over the keys and the batch's real frames; the frames."""
         mask = batch.mask
         bce = F.binary_cross_entropy_with_logits(outputs[mask], batch.targets[mask],
                                                  reduction="sum")
-        return bce / mask.sum()
+        return bce, mask.sum()
 
     def score(self, outputs: Tensor, batch: Batch) -> dict[str, tuple[float, float]]:
         """Summed NLL over frames and TP / (TP + FP + FN) counts, each with its denominator."""

@@ -41,23 +41,12 @@ class SpeechTask(FramewiseTask):
         """(T, B) True at real, scored frames."""
         return batch.mask & (batch.targets != IGNORE)
 
-    def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
-        """Mean cross-entropy over the real frames of the batch."""
+    def loss_terms(self, outputs: Tensor, batch: Batch) -> tuple[Tensor, Tensor | int]:
+        """Cross-entropy summed over the scored frames (fold39's "q" left out); their count."""
         keep = self._real(batch)
         if not bool(keep.any()):  # nothing to learn from (all frames ignored)
-            return outputs.sum() * 0.0
-        return F.cross_entropy(outputs[keep], batch.targets[keep])
-
-    def sequence_loss(self, outputs: Tensor, batch: Batch) -> Tensor:
-        """Cross-entropy summed over each sequence's scored frames, averaged over sequences.
-
-        Overrides the base class's rescaled mean so that ignored frames (fold39's "q") stay
-        out of the sum exactly.
-        """
-        keep = self._real(batch)
-        total = F.cross_entropy(outputs[keep], batch.targets[keep], reduction="sum") \
-            if bool(keep.any()) else outputs.sum() * 0.0
-        return total / batch.lengths.numel()
+            return outputs.sum() * 0.0, 0
+        return F.cross_entropy(outputs[keep], batch.targets[keep], reduction="sum"), keep.sum()
 
     def score(self, outputs: Tensor, batch: Batch) -> dict[str, tuple[float, float]]:
         """Frame errors and summed cross-entropy, with frame counts."""
