@@ -1,8 +1,8 @@
 """Finding a sweep by name and opening its Optuna store read-only (CONTRACT "Sweep store").
 
 A sweep lives in results/<sweep>/ with its resolved config in config.yaml; `storage.url` there
-says where its Optuna store is. The sweep side's `odyssey.search.storage.open_storage` is the
-one way to open a store; until it is importable we open the same URL forms with Optuna directly.
+says where its Optuna store is. Stores are opened by the sweep side's
+`odyssey.search.storage.open_storage`, after checking here that a file store exists.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 import optuna
 from omegaconf import OmegaConf
 
-JOURNAL_SUFFIXES = (".journal", ".log", ".jsonl")
+from ..search.storage import open_storage as open_sweep_storage
+
 FILE_SCHEMES = ("journal://", "file://")
 
 
@@ -69,24 +70,10 @@ def open_storage(url: str, base: str | Path | None = None) -> optuna.storages.Ba
     that does not exist is an error here: analysis never creates an empty store.
     """
     base = Path(base) if base is not None else None
-    kind = "rdb"
     if url.startswith("sqlite:///"):
-        kind, path = "sqlite", _resolve_file(url[len("sqlite:///"):], base)
+        url = f"sqlite:///{_resolve_file(url[len('sqlite:///'):], base).resolve()}"
     elif url.startswith(FILE_SCHEMES):
-        kind, path = "journal", _resolve_file(url.split("://", 1)[1], base)
+        url = f"journal://{_resolve_file(url.split('://', 1)[1], base).resolve()}"
     elif "://" not in url:
-        kind, path = "journal", _resolve_file(url, base)
-    try:  # the sweep side's opener, once it has landed on main
-        from odyssey.search.storage import open_storage as sweep_open
-    except ImportError:
-        sweep_open = None
-    if kind == "sqlite":
-        url = f"sqlite:///{path.resolve()}"
-    elif kind == "journal":
-        url = f"journal://{path.resolve()}"
-    if sweep_open is not None:
-        return sweep_open(url)
-    if kind == "journal":
-        from optuna.storages.journal import JournalFileBackend
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-    return optuna.storages.RDBStorage(url, skip_compatibility_check=True)
+        url = f"journal://{_resolve_file(url, base).resolve()}"
+    return open_sweep_storage(url)
