@@ -22,7 +22,6 @@ import importlib.metadata
 import json
 import math
 import pickle
-import platform
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -32,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ..versions import package_versions
 from .cache import CorruptCacheError, build_lock, cached, datasets_dir, load_manifest, sha256
 
 LOWEST, HIGHEST = 21, 108  # A0 .. C8, the 88 piano keys
@@ -208,8 +208,7 @@ def chorale_names() -> list[str]:
 
 # -- the parsed music21 corpus (cache level 1) ------------------------------------------------
 def _versions() -> dict[str, str]:
-    return {"music21": _music21_version(), "numpy": np.__version__,
-            "python": platform.python_version(), "roll_format": str(ROLL_FORMAT)}
+    return {**package_versions("music21", "numpy"), "roll_format": str(ROLL_FORMAT)}
 
 
 def _music21_version() -> str:

@@ -15,13 +15,13 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from ..versions import package_versions
 from . import features, flite, timit
 from .cache import build_lock, cached, datasets_dir, load_manifest_safe
 from .phones import inventory
@@ -159,22 +159,12 @@ def _timit_job(job: tuple[str, str, str]) -> tuple[str, np.ndarray, np.ndarray]:
     return utt_id, feats, y
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": sys.version.split()[0], "numpy": np.__version__}
-    for dist in ("python_speech_features", "scipy"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "unknown"
-    return out
-
-
 def _build(opts: SpeechOptions, log: Callable[[str], None]) -> tuple[dict, dict]:
     """Read or synthesise every utterance; arrays and manifest for the cache."""
     t0 = time.time()
     workers = opts.workers or flite.default_workers()
     extra: dict = {}
-    versions = _versions()
+    versions = package_versions("numpy", "python_speech_features", "scipy")
     if opts.source == "timit":
         split_utts = timit.list_utterances(opts.path)
         jobs = {s: [(u.id, str(u.wav), str(u.phn)) for u in split_utts[s]] for s in SPLITS}

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import functools
-import platform
 import subprocess
-from importlib import metadata
 from pathlib import Path
+
+from ..versions import package_versions
 
 PACKAGES = ("odyssey", "torch", "numpy", "optuna", "hydra-core", "omegaconf")
 REPO = Path(__file__).resolve().parents[2]
@@ -15,13 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 @functools.cache
 def versions() -> dict[str, str]:
     """Python and the versions of the packages a result depends on."""
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return package_versions(*PACKAGES)
 
 
 @functools.cache

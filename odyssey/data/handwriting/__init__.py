@@ -13,7 +13,6 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from omegaconf.errors import ConfigKeyError
 from tqdm import tqdm
 
 from ...config import load_group_config
+from ...versions import package_versions
 from ..cache import build_lock, cached, datasets_dir, load_manifest_safe
 from .ink import InkLine, feature_names, line_features
 
@@ -94,16 +94,6 @@ def labels(text: str, charset: str) -> np.ndarray:
 def ctc_min_length(label_seq: np.ndarray) -> int:
     """The fewest input steps CTC needs for a label sequence: its length plus its repeats."""
     return int(len(label_seq) + np.count_nonzero(label_seq[1:] == label_seq[:-1]))
-
-
-def _versions(*packages: str) -> dict[str, str]:
-    out = {}
-    for p in packages:
-        try:
-            out[p] = metadata.version(p)
-        except metadata.PackageNotFoundError:
-            out[p] = "not installed"
-    return out
 
 
 def _pack(lines: dict[str, list[InkLine]], charset: str, feature: str
@@ -184,7 +174,7 @@ def build_hershey(cfg: DictConfig) -> tuple[dict[str, list[np.ndarray]], dict]:
         writers[job[1]].append(writer)
     arrays, manifest = _pack(lines, CHARSET, cfg.feature)
     manifest["writer_styles"] = writers
-    manifest["versions"] = _versions("Hershey-Fonts", "wordfreq", "numpy")
+    manifest["versions"] = package_versions("Hershey-Fonts", "wordfreq", "numpy", python=False)
     return arrays, manifest
 
 
@@ -202,7 +192,7 @@ def build_iamondb(cfg: DictConfig) -> tuple[dict[str, list[np.ndarray]], dict]:
                               for ch in line.text}))
     arrays, manifest = _pack(lines, charset, cfg.feature)
     manifest["reader"] = report
-    manifest["versions"] = _versions("numpy")
+    manifest["versions"] = package_versions("numpy", python=False)
     return arrays, manifest
 
 
