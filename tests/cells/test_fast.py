@@ -37,6 +37,17 @@ def _run(layer, x, lengths, dy):
     return y.detach(), x.grad, grads
 
 
+def _assert_runs_agree(runs, args, x, params, dy):
+    """Each run's output and gradients of x and params equal the first run's (float64)."""
+    outs = []
+    for run in runs:
+        y = run(*args)
+        outs.append((y, *torch.autograd.grad(y, [x, *params], dy)))
+    for other in outs[1:]:
+        for a, b in zip(outs[0], other, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
 def _assert_same(fst, ref, dtype, T=7, B=4, lengths=(7, 3, 5, 1)):
     torch.manual_seed(1)
     x = torch.randn(T, B, fst.input_size, dtype=dtype)
@@ -74,17 +85,12 @@ def test_other_paths_equal_reference(variant):
         params.append(cell.weight_gg)
     x = torch.randn(6, 3, 4, dtype=torch.float64, requires_grad=True)
     dy = torch.randn(6, 3, 5, dtype=torch.float64)
-    outs = []
-    for run in (reference.lstm_sequence,
-                lambda *a: fast.lstm_sequence(*a, mode="generic"),
-                lambda *a: fast.lstm_sequence(*a, mode="aten-mm"),
-                fast.lstm_sequence):
-        y = run(s, x, cell.weight_ih, cell.weight_hh, cell.bias, cell.peepholes(),
-                cell.weight_gg)
-        outs.append((y, *torch.autograd.grad(y, [x, *params], dy)))
-    for other in outs[1:]:
-        for a, b in zip(outs[0], other, strict=True):
-            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+    runs = (reference.lstm_sequence,
+            lambda *a: fast.lstm_sequence(*a, mode="generic"),
+            lambda *a: fast.lstm_sequence(*a, mode="aten-mm"),
+            fast.lstm_sequence)
+    args = (s, x, cell.weight_ih, cell.weight_hh, cell.bias, cell.peepholes(), cell.weight_gg)
+    _assert_runs_agree(runs, args, x, params, dy)
 
 
 @needs_ext
@@ -98,13 +104,8 @@ def test_gru_rnn_paths_equal_reference(kind):
     dy = torch.randn(6, 3, 5, dtype=torch.float64)
     ref = getattr(reference, f"{kind}_sequence")
     fst = getattr(fast, f"{kind}_sequence")
-    outs = []
-    for run in (ref, *(lambda *a, m=m: fst(*a, mode=m) for m in ("fast", "aten-mm", "torch"))):
-        y = run(x, *params)
-        outs.append((y, *torch.autograd.grad(y, [x, *params], dy)))
-    for other in outs[1:]:
-        for a, b in zip(outs[0], other, strict=True):
-            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+    runs = (ref, *(lambda *a, m=m: fst(*a, mode=m) for m in ("fast", "aten-mm", "torch")))
+    _assert_runs_agree(runs, (x, *params), x, params, dy)
     x3 = torch.randn(4, 2, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, *p: fst(x, *p), (x3, *params), eps=1e-6,
                                     atol=1e-7)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +12,9 @@ from odyssey.cli.data import main as odyssey_data
 from odyssey.config import load_group_config
 from odyssey.data import features, flite, speech, timit
 from odyssey.data.phones import FLITE, FOLDED39, TIMIT61, fold39, fold_table
+from tests.flite import needs_flite
 
 RATE = 16000
-HAVE_FLITE = shutil.which("flite") is not None and Path("/usr/share/dict/words").exists()
-needs_flite = pytest.mark.skipif(not HAVE_FLITE, reason="flite/wamerican not installed "
-                                 "(`make system-deps` as root)")
 
 
 def utterance_audio(rng: np.random.Generator, phones: list[str], seg: int = 1600

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,15 +14,15 @@ from optuna.trial import TrialState
 
 from odyssey.search.storage import open_storage
 from odyssey.tasks import load_task
+from tests.flite import needs_flite
 
-HAVE_FLITE = shutil.which("flite") is not None and Path("/usr/share/dict/words").exists()
 SWEEP = str(Path(sys.executable).with_name("odyssey-sweep"))
 TINY = {"utterances": {"train": 30, "valid": 10, "test": 10},
         "speakers": {"train": 5, "valid": 2, "test": 2}}
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAVE_FLITE, reason="flite/wamerican not installed (make system-deps)")
+@needs_flite
 def test_tiny_speech_sweep_beats_the_majority_class(tmp_path, monkeypatch):
     monkeypatch.setenv("ODYSSEY_DATASETS", str(tmp_path / "datasets"))
     task = load_task("speech", source="flite", seed=0, **TINY)  # builds the tiny corpus

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +13,9 @@ from odyssey.data import timit
 from odyssey.data.phones import FOLDED39, TIMIT61, fold_table
 from odyssey.tasks import load_task
 from odyssey.tasks.speech import IGNORE, SpeechTask
+from tests.flite import needs_flite
 
 RATE = 16000
-HAVE_FLITE = shutil.which("flite") is not None and Path("/usr/share/dict/words").exists()
 
 
 def make_tree(root: Path) -> Path:
@@ -130,7 +129,7 @@ def test_unknown_option_is_named(tree):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAVE_FLITE, reason="flite/wamerican not installed")
+@needs_flite
 def test_training_beats_the_majority_class_on_the_flite_corpus():
     """A small bidirectional LSTM, a few epochs of Nesterov SGD, on 30 synthetic utterances."""
     task = load_task("speech", source="flite",
