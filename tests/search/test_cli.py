@@ -10,20 +10,16 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from odyssey.config import CONFIG_DIR
 from odyssey.search.storage import open_storage
 
 SWEEP = str(Path(sys.executable).with_name("odyssey-sweep"))
 DATA = str(Path(sys.executable).with_name("odyssey-data"))
-needs_music = pytest.mark.skipif(not (CONFIG_DIR / "task" / "music.yaml").exists(),
-                                 reason="the music task config is not in this checkout")
 
 
 def run(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
     return subprocess.run([SWEEP, *args], capture_output=True, text=True, timeout=timeout)
 
 
-@needs_music
 def test_config_errors_exit_2_with_the_key_before_training(tmp_path):
     # every bad value is tested in-process (test_sweep.py); this is the user's view of one
     message = "variants: unknown variant 'BOGUS'"
@@ -33,7 +29,6 @@ def test_config_errors_exit_2_with_the_key_before_training(tmp_path):
     assert not (tmp_path / "bad" / "optuna.journal").exists()
 
 
-@needs_music
 @pytest.mark.slow
 def test_two_worker_multirun_on_music_then_resume_and_report(tmp_path):
     subprocess.run([DATA, "build", "music"], check=True, timeout=1800)
