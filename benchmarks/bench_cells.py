@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine_load import add_force_flag, check_before, finish, verdict
 from tqdm import tqdm
 
 from odyssey.cells import LSTM_FAMILY, VARIANTS, build_layer, fast
@@ -248,6 +249,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="H for the music-epoch timing (0 skips it)")
     p.add_argument("--epoch-repeats", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path("results/bench"))
+    add_force_flag(p)
     args = p.parse_args(argv)
     if args.repeats < 5:
         p.error("--repeats must be at least 5 (the table reports a median)")
@@ -258,29 +260,30 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     if not fast.available():
         print("warning: the C++ kernels are unavailable; timing the reference loops")
-    load_before = os.getloadavg()
+    load_before = check_before(args.force)
     rows = bench_ratios(variants, args.hidden, args.batch, args.steps, args.inputs,
                         args.repeats, args.target_seconds)
     epochs, source = ([], "")
     if args.epoch_hidden > 0:
         epochs, source = bench_epochs(variants, args.epoch_hidden, args.epoch_repeats)
-    load_after = os.getloadavg()
+    load = verdict(load_before, os.getloadavg()[0], args.threads)
     table = ratio_table(rows, variants)
-    report = {"machine": _machine(args.threads), "load_average_before": load_before,
-              "load_average_after": load_after, "repeats": args.repeats,
+    report = {"machine": _machine(args.threads), **load, "repeats": args.repeats,
               "ratios": rows, "epochs": epochs, "epoch_source": source}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cells.json").write_text(json.dumps(report, indent=2))
     md = [f"Forward+backward time, ours / nn.LSTM (median of {args.repeats} interleaved "
           f"repeats; I={args.inputs}, T={args.steps}, {args.threads} thread(s); ✗ misses "
-          "the goal)", "", table]
+          "the goal)", f"Load average before {load['load_average_before']}, after "
+          f"{load['load_average_after']}{'' if load['quiet'] else ' — BUSY, not README-grade'}.",
+          "", table]
     if epochs:
         md += ["", f"Seconds per training epoch, H={args.epoch_hidden}, B=1 ({source})", "",
                epoch_table(epochs)]
     (args.out / "cells.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
-    print(f"\nload average before {load_before}, after {load_after}")
     print(f"wrote {args.out / 'cells.json'} and {args.out / 'cells.md'}")
+    finish(load, args.force)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from machine_load import add_force_flag, check_before, finish, load_average, verdict
 
 from odyssey.analysis import DEFAULT_SPACE, fanova
 
@@ -39,7 +40,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=2200)
     parser.add_argument("--trees", type=int, default=100)
     parser.add_argument("--out", type=Path, default=Path("results/bench/fanova.json"))
+    add_force_flag(parser)
     args = parser.parse_args()
+    before = check_before(args.force)
     params, y = synthetic_trials(args.trials)
     t0 = time.perf_counter()
     res = fanova(params, y, DEFAULT_SPACE, n_trees=args.trees, seed=0)
@@ -56,10 +59,13 @@ def main() -> None:
                "four_marginals_100_points_s": round(t2 - t1, 2),
                "one_pair_marginal_40x40_s": round(t3 - t2, 2),
                "total_s": round(t3 - t0, 2), "machine": platform.processor() or platform.machine()}
+    load = verdict(before, load_average(), threads=1)
+    numbers.update(load)
     print(json.dumps(numbers, indent=2))
     print(res.fractions().to_string(index=False))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(numbers, indent=2) + "\n")
+    finish(load, args.force)
 
 
 if __name__ == "__main__":
