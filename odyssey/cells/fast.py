@@ -41,7 +41,8 @@ def flags(s: VariantSpec) -> int:
 
 
 def _cflags() -> list[str]:
-    """-O3, plus AVX2/FMA where this CPU has them (the build is for this machine only)."""
+    """-O3, plus AVX2/FMA and AVX-512 where this CPU has them (the build is for this machine
+    only; with AVX-512 the kernels use their own float gemm, see lstm_family.cpp)."""
     out = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
     try:
         cpu = Path("/proc/cpuinfo").read_text()
@@ -49,6 +50,8 @@ def _cflags() -> list[str]:
         cpu = ""
     if " avx2" in cpu and " fma" in cpu:
         out += ["-mavx2", "-mfma"]
+        if " avx512f" in cpu:
+            out += ["-mavx512f"]
     return out
 
 
@@ -66,7 +69,8 @@ def _build() -> Any:
     except ImportError:
         pass
     cflags = _cflags()
-    name = "odyssey_lstm_" + ("avx2" if "-mavx2" in cflags else "base")
+    name = "odyssey_lstm_" + ("avx512" if "-mavx512f" in cflags
+                              else "avx2" if "-mavx2" in cflags else "base")
     cpp_extension.load(name=name, sources=[str(_SOURCE)], extra_cflags=cflags,
                        is_python_module=False, verbose=False)
     return torch.ops.odyssey_lstm

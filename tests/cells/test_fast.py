@@ -135,7 +135,11 @@ def test_paper_sizes_and_extreme_preactivations(dtype):
     """Larger sizes (H not a multiple of the vector width) and saturated gates.
 
     float32 gets a milder scale: at std 3 the float32 reference itself is 3e-4 away from
-    the float64 one (the recurrence amplifies rounding), so 1e-5 would test nothing.
+    the float64 one (the recurrence amplifies rounding), so 1e-5 would test nothing. Even
+    at std 1, gradients of size ~10 carry float32 rounding of a few 1e-5 in both float32
+    paths, which sum in different orders (the AVX-512 gemm); so float32 is judged against
+    the float64 truth, relative to each tensor's size, and the float32 reference must meet
+    the same bound.
     """
     fst, ref = _pair("V", True, dtype, I=88, H=37)
     scale = 6.0 if dtype == torch.float64 else 2.0  # weights std 3 or 1: saturated gates
@@ -143,7 +147,22 @@ def test_paper_sizes_and_extreme_preactivations(dtype):
         for a, b in zip(fst.parameters(), ref.parameters(), strict=True):
             a.mul_(scale)
             b.mul_(scale)
-    _assert_same(fst, ref, dtype, T=30, B=3, lengths=(30, 11, 0))
+    if dtype == torch.float64:
+        _assert_same(fst, ref, dtype, T=30, B=3, lengths=(30, 11, 0))
+        return
+    truth = ref.to(torch.float64)
+    torch.manual_seed(1)
+    x = torch.randn(30, 3, 88)
+    lengths = torch.tensor((30, 11, 0))
+    dy = torch.randn(30, 3, fst.output_size)
+    y0, dx0, g0 = _run(truth, x.double(), lengths, dy.double())
+    ref = ref.to(torch.float32)
+    for label, layer in (("fast", fst), ("reference", ref)):
+        y, dx, g = _run(layer, x, lengths, dy)
+        pairs = {"y": (y, y0), "dx": (dx, dx0), **{n: (g[n], g0[n]) for n in g}}
+        for name, (a, b) in pairs.items():
+            err = (a.double() - b).abs().max().item()
+            assert err <= 1e-5 * max(1.0, b.abs().max().item()), (label, name, err)
 
 
 @needs_ext

@@ -26,6 +26,10 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 // The BLAS that PyTorch itself links (MKL on x86 wheels) exports the Fortran gemm; calling
 // it directly skips ~3 us of ATen dispatch per call, which at B = 1 is most of a step.
 // Weak symbols: where a torch build does not export them, the ATen fallback runs instead.
@@ -40,12 +44,89 @@ void dgemm_(const char*, const char*, const int*, const int*, const int*, const 
 
 namespace {
 
+#if defined(__AVX512F__)
+// ---------------------------------------------------------------------------------------
+// float gemm for AVX-512 CPUs, by hand. Measured on the project's AMD EPYC (Zen 5, one
+// thread): the MKL inside the torch wheel reaches 85-100 GFLOP/s on the recurrent products
+// (it takes a narrower code path on AMD CPUs), oneDNN's nn.LSTM about 170, this kernel
+// 230-240 (issue 14). Row-major C (M x N) = A (M x K) B (K x N) [+ C]. A tile of R rows x
+// CB*16 columns lives in registers over the whole k loop; every element of C is one
+// sequential FMA chain over k, so its value does not depend on M, on its row's position or
+// on the tiling (a trial's numbers are the same alone and packed with others).
+template <int R, int CB>
+inline void sgemm_tile(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                       float* C, int64_t ldc, bool accumulate, int64_t ncols) {
+  __mmask16 m[CB];
+#pragma GCC unroll 8
+  for (int j = 0; j < CB; ++j) {
+    const int64_t left = ncols - 16 * j;
+    m[j] = left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+  }
+  __m512 c[R][CB];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 8
+    for (int j = 0; j < CB; ++j) {
+      c[r][j] = accumulate ? _mm512_maskz_loadu_ps(m[j], C + r * ldc + 16 * j) : _mm512_setzero_ps();
+    }
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const float* b = B + k * ldb;
+    __m512 w[CB];
+#pragma GCC unroll 8
+    for (int j = 0; j < CB; ++j) w[j] = _mm512_maskz_loadu_ps(m[j], b + 16 * j);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512 a = _mm512_set1_ps(A[r * lda + k]);
+#pragma GCC unroll 8
+      for (int j = 0; j < CB; ++j) c[r][j] = _mm512_fmadd_ps(a, w[j], c[r][j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 8
+    for (int j = 0; j < CB; ++j) _mm512_mask_storeu_ps(C + r * ldc + 16 * j, m[j], c[r][j]);
+  }
+}
+
+// Rows R at a time, columns CB*16 at a time (the last block masked).
+template <int R, int CB>
+inline void sgemm_rows(int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+                       int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  for (int64_t n = 0; n < N; n += 16 * CB) {
+    sgemm_tile<R, CB>(K, A, lda, B + n, ldb, C + n, ldc, accumulate,
+                      std::min<int64_t>(16 * CB, N - n));
+  }
+}
+
+// 8-row tiles of 48 columns (24 accumulators), then 4, 2 and 1 rows with wider tiles so
+// that a small batch (B = 1: a matrix-vector product) still has 8+ independent FMA chains.
+inline void sgemm_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                         const float* B, int64_t ldb, bool accumulate, float* C, int64_t ldc) {
+  int64_t i = 0;
+  for (; i + 8 <= M; i += 8) sgemm_rows<8, 3>(N, K, A + i * lda, lda, B, ldb, C + i * ldc, ldc, accumulate);
+  if (i + 4 <= M) sgemm_rows<4, 4>(N, K, A + i * lda, lda, B, ldb, C + i * ldc, ldc, accumulate), i += 4;
+  if (i + 2 <= M) sgemm_rows<2, 8>(N, K, A + i * lda, lda, B, ldb, C + i * ldc, ldc, accumulate), i += 2;
+  if (i < M) sgemm_rows<1, 8>(N, K, A + i * lda, lda, B, ldb, C + i * ldc, ldc, accumulate);
+}
+constexpr bool kOwnSgemm = true;
+#else
+inline void sgemm_avx512(int64_t, int64_t, int64_t, const float*, int64_t, const float*,
+                         int64_t, bool, float*, int64_t) {}
+constexpr bool kOwnSgemm = false;
+#endif
+
 // Row-major C (M x N, leading dim ldc) = op(A) op(B) [+ C when accumulate], with op a
-// transpose where ta / tb; through BLAS when `blas` and the symbol exists, else ATen.
+// transpose where ta / tb. With `blas`: float products without transposes through the
+// AVX-512 kernel above where the build has it, the rest through the BLAS that PyTorch links
+// where it exports the symbol; else (and for the "aten-mm" check mode) through ATen.
 template <typename T>
 void gemm(bool blas, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A,
           int64_t lda, const T* B, int64_t ldb, bool accumulate, T* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
+  if constexpr (std::is_same_v<T, float>) {
+    if (kOwnSgemm && blas && !ta && !tb) return sgemm_avx512(M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+  }
   const T one = T(1), beta = accumulate ? T(1) : T(0);
   // column-major view: C^T (N x M) = op(B)^T op(A)^T
   const char fa = tb ? 'T' : 'N', fb = ta ? 'T' : 'N';
@@ -63,6 +144,22 @@ void gemm(bool blas, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T*
   at::Tensor c = at::from_blob(C, {M, N}, {ldc, 1}, opts);
   at::Tensor prod = at::mm(ta ? a.t() : a, tb ? b.t() : b);
   if (accumulate) c.add_(prod); else c.copy_(prod);
+}
+
+// a (M x K) b (K x N) [+ add, a bias (N) or an (M x N) matrix]: the whole-sequence products
+// (input projections, parameter and input gradients). Float CPU tensors with `fast` take the
+// AVX-512 kernel (on contiguous copies: a transpose costs far less than the product), the
+// rest ATen's mm / addmm.
+at::Tensor matmul(const at::Tensor& a, const at::Tensor& b, const at::Tensor& add, bool fast) {
+  if (kOwnSgemm && fast && a.device().is_cpu() && a.scalar_type() == at::kFloat) {
+    const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+    const at::Tensor ac = a.contiguous(), bc = b.contiguous();
+    at::Tensor out = add.defined() ? add.expand({M, N}).contiguous() : at::empty({M, N}, a.options());
+    sgemm_avx512(M, N, K, ac.data_ptr<float>(), K, bc.data_ptr<float>(), N, add.defined(),
+                 out.data_ptr<float>(), N);
+    return out;
+  }
+  return add.defined() ? at::addmm(add, a, b) : at::mm(a, b);
 }
 
 // Variant flags; must match odyssey/cells/fast.py.
@@ -368,8 +465,9 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& x_in, const at::Tensor& w
                 "odyssey_lstm: FGR needs weight_gg of shape (", 3 * H, ", ", 3 * H, ")");
     w_gg = w_gg_in->contiguous();
   }
+  const bool blas = mode == 0;
   // all steps' input projections (plus bias) in one matrix product
-  at::Tensor acts = at::addmm(bias, x.view({T * B, I}), w_ih.t()).view({T, B, GH});
+  at::Tensor acts = matmul(x.view({T * B, I}), w_ih.t(), bias, blas).view({T, B, GH});
   at::Tensor c = at::empty({T, B, H}, x.options());
   at::Tensor hc = at::empty({T, B, H}, x.options());
   at::Tensor y = at::empty({T, B, H}, x.options());
@@ -378,8 +476,11 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& x_in, const at::Tensor& w
   const at::Tensor w_hh_t = w_hh.t();
   const at::Tensor w_gg_t = fgr ? w_gg.t() : at::Tensor();
 
-  const bool blas = mode == 0;
   if (mode != 1 && x.device().is_cpu()) {
+    // the recurrent weights transposed once per sequence, so each step's product is
+    // y' (B x H) times a row-major (H x G*H) matrix (the layout the hand kernel streams)
+    const at::Tensor w_hh_tc = w_hh_t.contiguous();
+    const at::Tensor w_gg_tc = fgr ? w_gg_t.contiguous() : at::Tensor();
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "odyssey_lstm_forward", [&] {
       const scalar_t* ppi = pi.defined() ? pi.data_ptr<scalar_t>() : nullptr;
       const scalar_t* ppf = pf.defined() ? pf.data_ptr<scalar_t>() : nullptr;
@@ -389,17 +490,17 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& x_in, const at::Tensor& w
       scalar_t* phc = hc.data_ptr<scalar_t>();
       scalar_t* py = y.data_ptr<scalar_t>();
       const scalar_t* pz = zeros.data_ptr<scalar_t>();
-      const scalar_t* pw_hh = w_hh.data_ptr<scalar_t>();
-      const scalar_t* pw_gg = fgr ? w_gg.data_ptr<scalar_t>() : nullptr;
+      const scalar_t* pw_hh = w_hh_tc.data_ptr<scalar_t>();
+      const scalar_t* pw_gg = fgr ? w_gg_tc.data_ptr<scalar_t>() : nullptr;
       dispatch_flags(flags, [&](auto fl) {
         constexpr int64_t Fl = decltype(fl)::value;
         for (int64_t t = 0; t < T; ++t) {
           scalar_t* acts_t = pacts + t * B * GH;
           if (t > 0) {  // recurrent products: pre += y' W_hh^T (+ [i;f;o]' W_gg^T for FGR)
-            gemm<scalar_t>(blas, false, true, B, GH, H, py + (t - 1) * B * H, H, pw_hh, H,
+            gemm<scalar_t>(blas, false, false, B, GH, H, py + (t - 1) * B * H, H, pw_hh, GH,
                            true, acts_t, GH);
             if constexpr (bool(Fl & FGR)) {
-              gemm<scalar_t>(blas, false, true, B, 3 * H, 3 * H, acts_t - B * GH + H, GH,
+              gemm<scalar_t>(blas, false, false, B, 3 * H, 3 * H, acts_t - B * GH + H, GH,
                              pw_gg, 3 * H, true, acts_t + H, GH);
             }
           }
@@ -611,18 +712,20 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& dy_in, const at::Tensor&
     }
   }
   // parameter and input gradients: one matrix product each over all steps
+  const bool fast = mode == 0;
+  const at::Tensor none_add;
   const at::Tensor dpre2 = dpre.view({T * B, GH});
-  at::Tensor dx = at::mm(dpre2, w_ih).view({T, B, I});
-  at::Tensor dw_ih = at::mm(dpre2.t(), x.view({T * B, I}));
+  at::Tensor dx = matmul(dpre2, w_ih, none_add, fast).view({T, B, I});
+  at::Tensor dw_ih = matmul(dpre2.t(), x.view({T * B, I}), none_add, fast);
   at::Tensor dbias = dpre2.sum(0);
   at::Tensor dw_hh = at::zeros({GH, H}, x.options());
   at::Tensor dw_gg = fgr ? at::zeros({3 * H, 3 * H}, x.options()) : at::Tensor();
   if (T > 1 && B > 0) {
     const at::Tensor later = dpre.narrow(0, 1, T - 1).reshape({(T - 1) * B, GH});
-    dw_hh = at::mm(later.t(), y.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}));
+    dw_hh = matmul(later.t(), y.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}), none_add, fast);
     if (fgr) {
       const at::Tensor gates = acts.narrow(0, 0, T - 1).reshape({(T - 1) * B, GH});
-      dw_gg = at::mm(later.narrow(1, H, 3 * H).t(), gates.narrow(1, H, 3 * H));
+      dw_gg = matmul(later.narrow(1, H, 3 * H).t(), gates.narrow(1, H, 3 * H), none_add, fast);
     }
   }
   // absent parameters: empty tensors (the dispatcher's Tensor[] cannot hold undefined ones)
@@ -657,12 +760,13 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& x_in, const at::Tensor& w_
   const at::Tensor x = x_in.contiguous(), w_hh = w_hh_in.contiguous();
   const at::Tensor b_hh = b_hh_in.contiguous();
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1), H3 = 3 * H;
-  at::Tensor acts = at::addmm(b_ih, x.view({T * B, I}), w_ih.t()).view({T, B, H3});
+  at::Tensor acts = matmul(x.view({T * B, I}), w_ih.t(), b_ih, mode == 0).view({T, B, H3});
   at::Tensor y = at::empty({T, B, H}, x.options());
   at::Tensor hn = at::empty({T, B, H}, x.options());
   if (T == 0 || B == 0) return {y, acts, hn};
   at::Tensor hp = at::empty({B, H3}, x.options());
   const at::Tensor zeros = at::zeros({B, H}, x.options());
+  const at::Tensor w_hh_tc = w_hh.t().contiguous();  // (H x 3H): see lstm_forward
   const bool blas = mode == 0;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "odyssey_gru_forward", [&] {
     using T_ = scalar_t;
@@ -671,12 +775,12 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& x_in, const at::Tensor& w_
     T_* phn = hn.data_ptr<T_>();
     T_* php = hp.data_ptr<T_>();
     const T_* pb = b_hh.data_ptr<T_>();
-    const T_* pw = w_hh.data_ptr<T_>();
+    const T_* pw = w_hh_tc.data_ptr<T_>();
     const T_* pz0 = zeros.data_ptr<T_>();
     for (int64_t t = 0; t < T; ++t) {
       const T_* hprev = t > 0 ? py + (t - 1) * B * H : pz0;
       for (int64_t b = 0; b < B; ++b) std::memcpy(php + b * H3, pb, H3 * sizeof(T_));
-      if (t > 0) gemm<T_>(blas, false, true, B, H3, H, hprev, H, pw, H, true, php, H3);
+      if (t > 0) gemm<T_>(blas, false, false, B, H3, H, hprev, H, pw, H3, true, php, H3);
       for (int64_t b = 0; b < B; ++b) {
         T_* __restrict ar = pa + (t * B + b) * H3;
         T_* __restrict az = ar + H;
@@ -764,12 +868,14 @@ _Pragma("GCC ivdep")  // (a pragma inside the dispatch macro)
     });
   }
   const at::Tensor dxp2 = dxp.view({T * B, H3}), dhp2 = dhp.view({T * B, H3});
-  at::Tensor dx = at::mm(dxp2, w_ih).view({T, B, I});
-  at::Tensor dw_ih = at::mm(dxp2.t(), x.view({T * B, I}));
+  const bool fast = mode == 0;
+  const at::Tensor none_add;
+  at::Tensor dx = matmul(dxp2, w_ih, none_add, fast).view({T, B, I});
+  at::Tensor dw_ih = matmul(dxp2.t(), x.view({T * B, I}), none_add, fast);
   at::Tensor dw_hh = at::zeros({H3, H}, x.options());
   if (T > 1 && B > 0) {
-    dw_hh = at::mm(dhp.narrow(0, 1, T - 1).reshape({(T - 1) * B, H3}).t(),
-                   y.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}));
+    dw_hh = matmul(dhp.narrow(0, 1, T - 1).reshape({(T - 1) * B, H3}).t(),
+                   y.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}), none_add, fast);
   }
   return {dx, dw_ih, dw_hh, dxp2.sum(0), dhp2.sum(0)};
 }
@@ -781,16 +887,17 @@ std::vector<at::Tensor> rnn_forward(const at::Tensor& x_in, const at::Tensor& w_
   check_torch_params(x_in, w_ih, w_hh_in, b_ih, b_hh, 1);
   const at::Tensor x = x_in.contiguous(), w_hh = w_hh_in.contiguous();
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1);
-  at::Tensor y = at::addmm(b_ih + b_hh, x.view({T * B, I}), w_ih.t()).view({T, B, H});
+  at::Tensor y = matmul(x.view({T * B, I}), w_ih.t(), b_ih + b_hh, mode == 0).view({T, B, H});
   if (T == 0 || B == 0) return {y};
+  const at::Tensor w_hh_tc = w_hh.t().contiguous();  // (H x H)^T: see lstm_forward
   const bool blas = mode == 0;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "odyssey_rnn_forward", [&] {
     using T_ = scalar_t;
     T_* py = y.data_ptr<T_>();
-    const T_* pw = w_hh.data_ptr<T_>();
+    const T_* pw = w_hh_tc.data_ptr<T_>();
     for (int64_t t = 0; t < T; ++t) {
       T_* __restrict yt = py + t * B * H;
-      if (t > 0) gemm<T_>(blas, false, true, B, H, H, yt - B * H, H, pw, H, true, yt, H);
+      if (t > 0) gemm<T_>(blas, false, false, B, H, H, yt - B * H, H, pw, H, true, yt, H);
 _Pragma("GCC ivdep")  // (a pragma inside the dispatch macro)
       for (int64_t k = 0; k < B * H; ++k) yt[k] = tanh_(yt[k]);
     }
@@ -828,12 +935,14 @@ _Pragma("GCC ivdep")  // (a pragma inside the dispatch macro)
     });
   }
   const at::Tensor da2 = da.view({T * B, H});
-  at::Tensor dx = at::mm(da2, w_ih).view({T, B, I});
-  at::Tensor dw_ih = at::mm(da2.t(), x.view({T * B, I}));
+  const bool fast = mode == 0;
+  const at::Tensor none_add;
+  at::Tensor dx = matmul(da2, w_ih, none_add, fast).view({T, B, I});
+  at::Tensor dw_ih = matmul(da2.t(), x.view({T * B, I}), none_add, fast);
   at::Tensor dw_hh = at::zeros({H, H}, x.options());
   if (T > 1 && B > 0) {
-    dw_hh = at::mm(da.narrow(0, 1, T - 1).reshape({(T - 1) * B, H}).t(),
-                   y.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}));
+    dw_hh = matmul(da.narrow(0, 1, T - 1).reshape({(T - 1) * B, H}).t(),
+                   y.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}), none_add, fast);
   }
   at::Tensor db = da2.sum(0);
   return {dx, dw_ih, dw_hh, db, db.clone()};
