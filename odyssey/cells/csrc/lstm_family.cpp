@@ -89,13 +89,27 @@ inline void sgemm_tile(int64_t K, const float* A, int64_t lda, const float* B, i
   }
 }
 
-// Rows R at a time, columns CB*16 at a time (the last block masked).
+// The last columns of a row block: a tile just wide enough (its last 16 masked).
+template <int R, int CB>
+inline void sgemm_tail(int64_t cb, int64_t K, const float* A, int64_t lda, const float* B,
+                       int64_t ldb, float* C, int64_t ldc, bool accumulate, int64_t ncols) {
+  if constexpr (CB > 0) {
+    if (cb == CB) return sgemm_tile<R, CB>(K, A, lda, B, ldb, C, ldc, accumulate, ncols);
+    sgemm_tail<R, CB - 1>(cb, K, A, lda, B, ldb, C, ldc, accumulate, ncols);
+  }
+}
+
+// Rows R at a time, columns CB*16 at a time, then the tail.
 template <int R, int CB>
 inline void sgemm_rows(int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
                        int64_t ldb, float* C, int64_t ldc, bool accumulate) {
-  for (int64_t n = 0; n < N; n += 16 * CB) {
-    sgemm_tile<R, CB>(K, A, lda, B + n, ldb, C + n, ldc, accumulate,
-                      std::min<int64_t>(16 * CB, N - n));
+  int64_t n = 0;
+  for (; n + 16 * CB <= N; n += 16 * CB) {
+    sgemm_tile<R, CB>(K, A, lda, B + n, ldb, C + n, ldc, accumulate, 16 * CB);
+  }
+  if (n < N) {
+    sgemm_tail<R, CB>((N - n + 15) / 16, K, A, lda, B + n, ldb, C + n, ldc, accumulate,
+                          N - n);
   }
 }
 
