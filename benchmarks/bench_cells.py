@@ -1,10 +1,13 @@
-"""Speed of the recurrent kernels: every variant against PyTorch's fused nn.LSTM.
+"""Speed of the recurrent kernels: every variant against PyTorch's own module.
 
-For each size (I=88, H in {20, 64, 200}, B in {1, 16}, T=100) and each variant, one
-forward+backward pass of our layer (impl="auto") and of `nn.LSTM` are timed alternately,
-so that load on a shared machine hits both; the ratio ours / nn.LSTM is the median over
-repeats. Then seconds per training epoch of the music task (one update per sequence, as in
-the paper) per variant with the reference loops and with the fast kernels.
+For each size (I=88; H in {20, 64, 200} x B in {1, 16} at T=100, plus B=64 H=128 T=100 and
+B=16 H=64 T=500) and each variant, one forward+backward pass of our layer (impl="auto")
+and of PyTorch's module -- nn.LSTM for the LSTM family, nn.GRU for the GRU, nn.RNN for the
+RNN -- are timed alternately, so that load hits both; the ratio ours / theirs is the median
+over repeats. Goals (issue 14): 1.2 for every variant, FGR against 1.2 times its
+arithmetic floor (4HI + 13H^2) / (4HI + 4H^2) (nine more H x H products than nn.LSTM).
+Then seconds per training epoch of the music task (one update per sequence, as in the
+paper) per variant with the reference loops and with the fast kernels.
 
     python benchmarks/bench_cells.py [--repeats 7] [--threads 1] [--out results/bench]
 
@@ -32,8 +35,8 @@ from tqdm import tqdm
 from odyssey.cells import LSTM_FAMILY, VARIANTS, build_layer, fast
 from odyssey.networks import SequenceNetwork
 
-GOAL = 1.5  # every LSTM-family variant, every size
-GOAL_B1 = {"V": 1.2, "NP": 1.2}  # V and NP at B = 1
+GOAL = 1.2  # every variant, every size, against its PyTorch counterpart
+EXTRA_SIZES = ["64,128,100", "16,64,500"]  # B,H,T beyond the H x B grid
 
 
 def _time(fn: Callable[[], None], iters: int) -> float:
@@ -62,52 +65,59 @@ def _fwd_bwd(module: torch.nn.Module, x: torch.Tensor, dy: torch.Tensor, lstm: b
     return run
 
 
-def goal_for(variant: str, batch: int) -> float | None:
-    """The issue's target ratio for a variant at a batch size (None: no target)."""
-    if variant not in LSTM_FAMILY:
-        return None
-    return GOAL_B1.get(variant, GOAL) if batch == 1 else GOAL
+def baseline_of(variant: str) -> str:
+    """PyTorch's module a variant is timed against: LSTM, GRU or RNN."""
+    return "LSTM" if variant in LSTM_FAMILY else variant
 
 
-def bench_ratios(variants: list[str], hiddens: list[int], batches: list[int], steps: int,
-                 inputs: int, repeats: int, target_s: float) -> list[dict]:
-    """Interleaved timings of each variant and nn.LSTM at every size."""
+def goal_for(variant: str, hidden: int, inputs: int) -> float:
+    """The issue's target ratio ours / PyTorch's module for a variant at a size."""
+    if variant == "FGR":
+        i, h = inputs, hidden
+        return GOAL * (4 * h * i + 13 * h * h) / (4 * h * i + 4 * h * h)
+    return GOAL
+
+
+def bench_ratios(variants: list[str], sizes: list[tuple[int, int, int]], inputs: int,
+                 repeats: int, target_s: float) -> list[dict]:
+    """Interleaved timings of each variant and its PyTorch module at every (B, H, T)."""
     rows = []
-    sizes = [(h, b) for b in batches for h in hiddens]
-    bar = tqdm(total=len(sizes) * repeats * len(variants), desc="kernels vs nn.LSTM",
+    bar = tqdm(total=len(sizes) * repeats * len(variants), desc="kernels vs torch.nn",
                unit="pair")
-    for hidden, batch in sizes:
+    for batch, hidden, steps in sizes:
         torch.manual_seed(0)
         x = torch.randn(steps, batch, inputs, requires_grad=True)
         dy = torch.randn(steps, batch, hidden)
-        lstm = torch.nn.LSTM(inputs, hidden)
-        base = _fwd_bwd(lstm, x, dy, lstm=True)
+        bases = {k: _fwd_bwd(getattr(torch.nn, k)(inputs, hidden), x, dy, lstm=True)
+                 for k in sorted({baseline_of(v) for v in variants})}
         runs = {v: _fwd_bwd(build_layer(v, inputs, hidden), x, dy, lstm=False)
                 for v in variants}
         iters = {v: _calibrate(f, target_s) for v, f in runs.items()}
-        iters_base = _calibrate(base, target_s)
+        iters_base = {k: _calibrate(f, target_s) for k, f in bases.items()}
         ours: dict[str, list[float]] = {v: [] for v in variants}
         theirs: dict[str, list[float]] = {v: [] for v in variants}
         for r in range(repeats):
             order = variants[r % len(variants):] + variants[:r % len(variants)]
             for v in order:  # pairs in a rotating order; within a pair, alternate who starts
+                k = baseline_of(v)
                 if r % 2:
-                    theirs[v].append(_time(base, iters_base))
+                    theirs[v].append(_time(bases[k], iters_base[k]))
                     ours[v].append(_time(runs[v], iters[v]))
                 else:
                     ours[v].append(_time(runs[v], iters[v]))
-                    theirs[v].append(_time(base, iters_base))
+                    theirs[v].append(_time(bases[k], iters_base[k]))
                 bar.update()
         for v in variants:
             ratios = [a / b for a, b in zip(ours[v], theirs[v], strict=True)]
-            goal = goal_for(v, batch)
+            goal = goal_for(v, hidden, inputs)
             ratio = statistics.median(ratios)
             rows.append({
-                "variant": v, "hidden": hidden, "batch": batch, "steps": steps,
-                "inputs": inputs, "ours_ms": 1e3 * statistics.median(ours[v]),
-                "nn_lstm_ms": 1e3 * statistics.median(theirs[v]), "ratio": ratio,
+                "variant": v, "baseline": f"nn.{baseline_of(v)}", "hidden": hidden,
+                "batch": batch, "steps": steps, "inputs": inputs,
+                "ours_ms": 1e3 * statistics.median(ours[v]),
+                "theirs_ms": 1e3 * statistics.median(theirs[v]), "ratio": ratio,
                 "ratio_min": min(ratios), "ratio_max": max(ratios), "ratios": ratios,
-                "goal": goal, "meets_goal": None if goal is None else ratio <= goal,
+                "goal": goal, "meets_goal": ratio <= goal,
             })
     bar.close()
     return rows
@@ -189,18 +199,20 @@ def bench_epochs(variants: list[str], hidden: int, repeats: int) -> tuple[list[d
 
 
 def ratio_table(rows: list[dict], variants: list[str]) -> str:
-    """Markdown table: one row per variant, one column per (H, B), ratio ours / nn.LSTM."""
-    cols = sorted({(r["batch"], r["hidden"]) for r in rows})
-    by = {(r["variant"], r["batch"], r["hidden"]): r for r in rows}
-    head = "| variant | " + " | ".join(f"B={b} H={h}" for b, h in cols) + " |"
+    """Markdown table: one row per variant, one column per (B, H, T), ratio ours / theirs."""
+    cols = list(dict.fromkeys((r["batch"], r["hidden"], r["steps"]) for r in rows))
+    by = {(r["variant"], r["batch"], r["hidden"], r["steps"]): r for r in rows}
+    head = ("| variant (vs) | "
+            + " | ".join(f"B={b} H={h}" + (f" T={t}" if t != 100 else "") for b, h, t in cols)
+            + " |")
     lines = [head, "|---" * (len(cols) + 1) + "|"]
     for v in variants:
         cells = []
-        for b, h in cols:
-            r = by[(v, b, h)]
+        for b, h, t in cols:
+            r = by[(v, b, h, t)]
             mark = "" if r["meets_goal"] in (None, True) else " ✗"
             cells.append(f"{r['ratio']:.2f}{mark}")
-        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+        lines.append(f"| {v} (nn.{baseline_of(v)}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -240,6 +252,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--hidden", nargs="+", type=int, default=[20, 64, 200])
     p.add_argument("--batch", nargs="+", type=int, default=[1, 16])
     p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--extra", nargs="*", default=EXTRA_SIZES, metavar="B,H,T",
+                   help="sizes beyond the --batch x --hidden grid at --steps")
     p.add_argument("--inputs", type=int, default=88)
     p.add_argument("--repeats", type=int, default=7, help="timed repeats per pair (>= 5)")
     p.add_argument("--target-seconds", type=float, default=0.1,
@@ -261,8 +275,13 @@ def main(argv: list[str] | None = None) -> None:
     if not fast.available():
         print("warning: the C++ kernels are unavailable; timing the reference loops")
     load_before = check_before(args.force)
-    rows = bench_ratios(variants, args.hidden, args.batch, args.steps, args.inputs,
-                        args.repeats, args.target_seconds)
+    try:
+        extra = [tuple(int(v) for v in e.split(",")) for e in args.extra]
+        assert all(len(e) == 3 for e in extra)
+    except (ValueError, AssertionError):
+        p.error(f"--extra takes B,H,T triples such as 64,128,100; got {args.extra}")
+    sizes = [(b, h, args.steps) for b in args.batch for h in args.hidden] + extra
+    rows = bench_ratios(variants, sizes, args.inputs, args.repeats, args.target_seconds)
     epochs, source = ([], "")
     if args.epoch_hidden > 0:
         epochs, source = bench_epochs(variants, args.epoch_hidden, args.epoch_repeats)
@@ -272,9 +291,10 @@ def main(argv: list[str] | None = None) -> None:
               "ratios": rows, "epochs": epochs, "epoch_source": source}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cells.json").write_text(json.dumps(report, indent=2))
-    md = [f"Forward+backward time, ours / nn.LSTM (median of {args.repeats} interleaved "
-          f"repeats; I={args.inputs}, T={args.steps}, {args.threads} thread(s); ✗ misses "
-          "the goal)", f"Load average before {load['load_average_before']}, after "
+    md = [f"Forward+backward time, ours / PyTorch's module (median of {args.repeats} "
+          f"interleaved repeats; I={args.inputs}, T={args.steps} unless given, "
+          f"{args.threads} thread(s) on both sides; ✗ misses the goal: {GOAL}, FGR {GOAL} x "
+          "its arithmetic floor)", f"Load average before {load['load_average_before']}, after "
           f"{load['load_average_after']}{'' if load['quiet'] else ' — BUSY, not README-grade'}.",
           "", table]
     if epochs:

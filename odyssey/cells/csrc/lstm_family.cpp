@@ -54,8 +54,8 @@ namespace {
 // sequential FMA chain over k, so its value does not depend on M, on its row's position or
 // on the tiling (a trial's numbers are the same alone and packed with others).
 template <int R, int CB>
-inline void sgemm_tile(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
-                       float* C, int64_t ldc, bool accumulate, int64_t ncols) {
+inline void sgemm_tile(int64_t K, const float* A, int64_t ars, int64_t aks, const float* B,
+                       int64_t ldb, float* C, int64_t ldc, bool accumulate, int64_t ncols) {
   __mmask16 m[CB];
 #pragma GCC unroll 8
   for (int j = 0; j < CB; ++j) {
@@ -77,7 +77,7 @@ inline void sgemm_tile(int64_t K, const float* A, int64_t lda, const float* B, i
     for (int j = 0; j < CB; ++j) w[j] = _mm512_maskz_loadu_ps(m[j], b + 16 * j);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const __m512 a = _mm512_set1_ps(A[r * lda + k]);
+      const __m512 a = _mm512_set1_ps(A[r * ars + k * aks]);
 #pragma GCC unroll 8
       for (int j = 0; j < CB; ++j) c[r][j] = _mm512_fmadd_ps(a, w[j], c[r][j]);
     }
@@ -91,42 +91,55 @@ inline void sgemm_tile(int64_t K, const float* A, int64_t lda, const float* B, i
 
 // The last columns of a row block: a tile just wide enough (its last 16 masked).
 template <int R, int CB>
-inline void sgemm_tail(int64_t cb, int64_t K, const float* A, int64_t lda, const float* B,
-                       int64_t ldb, float* C, int64_t ldc, bool accumulate, int64_t ncols) {
+inline void sgemm_tail(int64_t cb, int64_t K, const float* A, int64_t ars, int64_t aks,
+                       const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
+                       int64_t ncols) {
   if constexpr (CB > 0) {
-    if (cb == CB) return sgemm_tile<R, CB>(K, A, lda, B, ldb, C, ldc, accumulate, ncols);
-    sgemm_tail<R, CB - 1>(cb, K, A, lda, B, ldb, C, ldc, accumulate, ncols);
+    if (cb == CB) return sgemm_tile<R, CB>(K, A, ars, aks, B, ldb, C, ldc, accumulate, ncols);
+    sgemm_tail<R, CB - 1>(cb, K, A, ars, aks, B, ldb, C, ldc, accumulate, ncols);
   }
 }
 
 // Rows R at a time, columns CB*16 at a time, then the tail.
 template <int R, int CB>
-inline void sgemm_rows(int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-                       int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+inline void sgemm_rows(int64_t N, int64_t K, const float* A, int64_t ars, int64_t aks,
+                       const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
   int64_t n = 0;
   for (; n + 16 * CB <= N; n += 16 * CB) {
-    sgemm_tile<R, CB>(K, A, lda, B + n, ldb, C + n, ldc, accumulate, 16 * CB);
+    sgemm_tile<R, CB>(K, A, ars, aks, B + n, ldb, C + n, ldc, accumulate, 16 * CB);
   }
   if (n < N) {
-    sgemm_tail<R, CB>((N - n + 15) / 16, K, A, lda, B + n, ldb, C + n, ldc, accumulate,
-                          N - n);
+    sgemm_tail<R, CB>((N - n + 15) / 16, K, A, ars, aks, B + n, ldb, C + n, ldc, accumulate,
+                      N - n);
   }
 }
 
 // 8-row tiles of 48 columns (24 accumulators), then 4, 2 and 1 rows with wider tiles so
 // that a small batch (B = 1: a matrix-vector product) still has 8+ independent FMA chains.
-inline void sgemm_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-                         const float* B, int64_t ldb, bool accumulate, float* C, int64_t ldc) {
+// op(A) = A, or A^T when `ta` (A then K x M with leading dimension lda): the tile reads A
+// through strides, so a transposed operand needs no copy.
+inline void sgemm_avx512(bool ta, int64_t M, int64_t N, int64_t K, const float* A,
+                         int64_t lda, const float* B, int64_t ldb, bool accumulate, float* C,
+                         int64_t ldc) {
+  const int64_t ars = ta ? 1 : lda, aks = ta ? lda : 1;
   int64_t i = 0;
-  for (; i + 8 <= M; i += 8) sgemm_rows<8, 3>(N, K, A + i * lda, lda, B, ldb, C + i * ldc, ldc, accumulate);
-  if (i + 4 <= M) sgemm_rows<4, 4>(N, K, A + i * lda, lda, B, ldb, C + i * ldc, ldc, accumulate), i += 4;
-  if (i + 2 <= M) sgemm_rows<2, 8>(N, K, A + i * lda, lda, B, ldb, C + i * ldc, ldc, accumulate), i += 2;
-  if (i < M) sgemm_rows<1, 8>(N, K, A + i * lda, lda, B, ldb, C + i * ldc, ldc, accumulate);
+  for (; i + 8 <= M; i += 8) {
+    sgemm_rows<8, 3>(N, K, A + i * ars, ars, aks, B, ldb, C + i * ldc, ldc, accumulate);
+  }
+  if (i + 4 <= M) {
+    sgemm_rows<4, 4>(N, K, A + i * ars, ars, aks, B, ldb, C + i * ldc, ldc, accumulate);
+    i += 4;
+  }
+  if (i + 2 <= M) {
+    sgemm_rows<2, 8>(N, K, A + i * ars, ars, aks, B, ldb, C + i * ldc, ldc, accumulate);
+    i += 2;
+  }
+  if (i < M) sgemm_rows<1, 8>(N, K, A + i * ars, ars, aks, B, ldb, C + i * ldc, ldc, accumulate);
 }
 constexpr bool kOwnSgemm = true;
 #else
-inline void sgemm_avx512(int64_t, int64_t, int64_t, const float*, int64_t, const float*,
-                         int64_t, bool, float*, int64_t) {}
+inline void sgemm_avx512(bool, int64_t, int64_t, int64_t, const float*, int64_t,
+                         const float*, int64_t, bool, float*, int64_t) {}
 constexpr bool kOwnSgemm = false;
 #endif
 
@@ -139,7 +152,7 @@ void gemm(bool blas, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T*
           int64_t lda, const T* B, int64_t ldb, bool accumulate, T* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
   if constexpr (std::is_same_v<T, float>) {
-    if (kOwnSgemm && blas && !ta && !tb) return sgemm_avx512(M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+    if (kOwnSgemm && blas && !tb) return sgemm_avx512(ta, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
   }
   const T one = T(1), beta = accumulate ? T(1) : T(0);
   // column-major view: C^T (N x M) = op(B)^T op(A)^T
@@ -162,15 +175,17 @@ void gemm(bool blas, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T*
 
 // a (M x K) b (K x N) [+ add, a bias (N) or an (M x N) matrix]: the whole-sequence products
 // (input projections, parameter and input gradients). Float CPU tensors with `fast` take the
-// AVX-512 kernel (on contiguous copies: a transpose costs far less than the product), the
-// rest ATen's mm / addmm.
+// AVX-512 kernel: `a` as it is when its rows or its columns are contiguous (a transposed
+// view), else a copy; `b` row-major (a copy when it is a transposed weight: cheap).
 at::Tensor matmul(const at::Tensor& a, const at::Tensor& b, const at::Tensor& add, bool fast) {
   if (kOwnSgemm && fast && a.device().is_cpu() && a.scalar_type() == at::kFloat) {
     const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
-    const at::Tensor ac = a.contiguous(), bc = b.contiguous();
+    const bool ta = a.stride(0) == 1 && a.stride(1) >= M && M > 1;
+    const at::Tensor ac = ta || a.stride(1) == 1 ? a : a.contiguous();
+    const at::Tensor bc = b.contiguous();
     at::Tensor out = add.defined() ? add.expand({M, N}).contiguous() : at::empty({M, N}, a.options());
-    sgemm_avx512(M, N, K, ac.data_ptr<float>(), K, bc.data_ptr<float>(), N, add.defined(),
-                 out.data_ptr<float>(), N);
+    sgemm_avx512(ta, M, N, K, ac.data_ptr<float>(), ta ? ac.stride(1) : ac.stride(0),
+                 bc.data_ptr<float>(), N, add.defined(), out.data_ptr<float>(), N);
     return out;
   }
   return add.defined() ? at::addmm(add, a, b) : at::mm(a, b);
