@@ -43,7 +43,9 @@ def flags(s: VariantSpec) -> int:
 def _cflags() -> list[str]:
     """-O3, plus AVX2/FMA and AVX-512 where this CPU has them (the build is for this machine
     only; with AVX-512 the kernels use their own float gemm, see lstm_family.cpp)."""
-    out = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+    # -fopenmp: at::parallel_for (the gemm's column split over torch's threads) is OpenMP
+    # in PyTorch's headers and runs serially without it
+    out = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp"]
     try:
         cpu = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -72,7 +74,7 @@ def _build() -> Any:
     name = "odyssey_lstm_" + ("avx512" if "-mavx512f" in cflags
                               else "avx2" if "-mavx2" in cflags else "base")
     cpp_extension.load(name=name, sources=[str(_SOURCE)], extra_cflags=cflags,
-                       is_python_module=False, verbose=False)
+                       extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
     return torch.ops.odyssey_lstm
 
 

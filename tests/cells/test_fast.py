@@ -249,3 +249,24 @@ def test_float32_gemm_tiles_against_float64(variant, B, H):
     fast_err, ref_err = errors(runs["fast"]), errors(runs["ref"])
     for name, (err, size) in fast_err.items():
         assert err <= max(1e-5 * max(1.0, size), 2 * ref_err[name][0]), (name, err)
+
+
+@needs_ext
+def test_results_do_not_depend_on_the_thread_count():
+    """The float gemm splits large products over torch's threads by columns; every element
+    is the same FMA chain, so outputs and gradients are bitwise equal with 1 and 2 threads."""
+    torch.manual_seed(0)
+    layer = build_layer("V", 88, 200, impl="cpp")
+    x = torch.randn(20, 16, 88)
+    before = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            y, dx, g = _run(layer, x, None, torch.ones(20, 16, 200))
+            runs.append((y, dx, *(v.clone() for v in g.values())))
+            layer.zero_grad(set_to_none=True)
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)

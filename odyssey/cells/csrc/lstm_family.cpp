@@ -16,6 +16,7 @@
 #include <ATen/ATen.h>
 #include <ATen/AccumulateType.h>
 #include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -118,7 +119,7 @@ inline void sgemm_rows(int64_t N, int64_t K, const float* A, int64_t ars, int64_
 // that a small batch (B = 1: a matrix-vector product) still has 8+ independent FMA chains.
 // op(A) = A, or A^T when `ta` (A then K x M with leading dimension lda): the tile reads A
 // through strides, so a transposed operand needs no copy.
-inline void sgemm_avx512(bool ta, int64_t M, int64_t N, int64_t K, const float* A,
+inline void sgemm_serial(bool ta, int64_t M, int64_t N, int64_t K, const float* A,
                          int64_t lda, const float* B, int64_t ldb, bool accumulate, float* C,
                          int64_t ldc) {
   const int64_t ars = ta ? 1 : lda, aks = ta ? lda : 1;
@@ -135,6 +136,23 @@ inline void sgemm_avx512(bool ta, int64_t M, int64_t N, int64_t K, const float* 
     i += 2;
   }
   if (i < M) sgemm_rows<1, 8>(N, K, A + i * ars, ars, aks, B, ldb, C + i * ldc, ldc, accumulate);
+}
+
+// With several torch threads, large products split their columns (16-column blocks) over
+// the threads; every element is still the same FMA chain, so results do not depend on the
+// thread count. Below ~0.5 M multiply-adds a fork-join costs more than it saves.
+inline void sgemm_avx512(bool ta, int64_t M, int64_t N, int64_t K, const float* A,
+                         int64_t lda, const float* B, int64_t ldb, bool accumulate, float* C,
+                         int64_t ldc) {
+  const int64_t threads = at::get_num_threads(), blocks = (N + 15) / 16;
+  if (threads < 2 || blocks < 2 || M * N * K < (int64_t(1) << 19) || at::in_parallel_region()) {
+    return sgemm_serial(ta, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+  }
+  const int64_t grain = (blocks + threads - 1) / threads;
+  at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
+    const int64_t n0 = 16 * b0, n1 = std::min(N, 16 * b1);
+    sgemm_serial(ta, M, n1 - n0, K, A, lda, B + n0, ldb, accumulate, C + n0, ldc);
+  });
 }
 constexpr bool kOwnSgemm = true;
 #else
