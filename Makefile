@@ -3,9 +3,6 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 PY     := $(VENV)/bin/python
-# EXTRAS: optional dependency groups besides dev, e.g. EXTRAS=cluster (PostgreSQL, SLURM)
-EXTRAS ?=
-comma  := ,
 STAMP  := $(VENV)/.installed
 # analyze: the sweep to analyse; the default is the one `make run-sweep` writes
 # (experiment quick on TASK, named <experiment>-<task>). ANALYZE_ARGS: odyssey-analyze overrides.
@@ -35,7 +32,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install "$(TORCH)"
-	$(PY) -m pip install -e ".[dev$(if $(EXTRAS),$(comma)$(EXTRAS))]"
+	$(PY) -m pip install -e ".[dev]"
 	touch $(STAMP)
 
 setup: system-deps $(STAMP)

@@ -40,7 +40,7 @@ from .progress import (
 from .provenance import git_commit, versions
 from .space import make_sampler, suggest, trial_seed
 from .spec import DEFINING_KEYS, SweepConfigError, SweepSpec
-from .storage import mask_url, open_storage
+from .storage import open_storage
 
 log = logging.getLogger("odyssey.sweep")
 
@@ -237,7 +237,7 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
     n = spec.trials_per_variant
     log.info("worker %d (pid %d) on sweep %s: task %s, %d variants x %d trials, store %s",
              spec.worker, me.pid, spec.sweep_name, spec.task_name, len(spec.variants), n,
-             mask_url(spec.storage_url))
+             spec.storage_url)
     while max_trials is None or report.trials_run < max_trials:
         report.stale_replaced += fail_stale_trials(studies, me)
         variant = _pick(studies, n, spec.worker)
@@ -302,7 +302,7 @@ def final_report(spec: SweepSpec, write: bool = True) -> str:
     storage = open_storage(spec.storage_url)
     studies = load_studies(spec, storage)
     if not studies:
-        return f"sweep {spec.sweep_name}: no studies in {mask_url(spec.storage_url)}"
+        return f"sweep {spec.sweep_name}: no studies in {spec.storage_url}"
     statuses = collect(studies)
     first = next(iter(studies.values()))
     label = first.user_attrs.get("metric_label") or first.user_attrs.get("metric", "metric")
