@@ -243,3 +243,27 @@ def test_the_documented_overrides_compose(tmp_path):
                                                                                 4, 2)
     assert spec.storage_url == url and spec.sweep_name == "mine"
     assert spec.study_name("NP") == "mine/music/NP"
+
+
+@pytest.mark.parametrize("baseline", [0.0, 1e9])
+def test_trials_that_never_beat_the_baseline_are_marked_and_counted(tmp_path, monkeypatch,
+                                                                    baseline):
+    from tests.toy import ToyTask
+    monkeypatch.setattr(ToyTask, "_baseline", lambda self, split: baseline)
+    cfg = toy_config(tmp_path, *SMALL, "variants=[V]")
+    spec = SweepSpec.from_config(cfg)
+    assert run_worker(spec).complete == 2
+    untrained = baseline == 0.0  # nothing beats NLL 0; everything beats 1e9
+    for t in studies(cfg)["V"].get_trials():
+        assert t.user_attrs["untrained"] is untrained
+        assert t.user_attrs["baseline_valid"] == baseline
+    table = final_report(spec).splitlines()
+    header = table[1].split()
+    row = dict(zip(["variant", *header], table[-1].split(), strict=True))
+    assert row["untrained"] == ("2" if untrained else "0")
+
+
+def test_a_task_without_a_baseline_marks_nothing(tmp_path):
+    cfg = toy_config(tmp_path, *SMALL, "variants=[V]")
+    run_worker(SweepSpec.from_config(cfg))
+    assert all("untrained" not in t.user_attrs for t in studies(cfg)["V"].get_trials())
