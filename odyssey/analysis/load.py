@@ -155,7 +155,7 @@ def load_sweeps(sweep_names: Sequence[str], results_dir: str | Path = "results"
 
 def load_curves(sweep_name: str, results_dir: str | Path = "results",
                 url: str | None = None) -> pd.DataFrame:
-    """Learning curves, long: task, variant, trial, epoch, train_loss, valid, test."""
+    """Learning curves, long: task, variant, trial, epoch, train_loss, valid, test, valid_loss."""
     base = None
     if url is None:
         base = sweep_dir(sweep_name, results_dir)
