@@ -78,6 +78,8 @@ def write_config(spec: SweepSpec) -> None:
     if path.exists():
         old = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
         assert isinstance(old, dict)
+        if isinstance(old.get("train"), dict):  # sweeps begun before train.stopping existed
+            old["train"].setdefault("stopping", "metric")  # stopped on the metric alone
         before, now = _defining(old), _defining(config)
         changed = [k for k in DEFINING_KEYS if before.get(k) != now.get(k)]
         if changed:
