@@ -5,9 +5,10 @@ searched, plus momentum = 1 - one_minus_momentum), value (the objective: best va
 metric), valid_metric, test_metric, best_epoch, epochs_run, parameter_count,
 recurrent_parameter_count, train_seconds, duration_seconds (wall time Optuna recorded),
 datetime_start, datetime_complete, seed, batch_size, fail_kind (the sweep's class of failure:
-diverged, error, stale, claim_lost, ...), fail_reason, metric, metric_label, and one
-extra_<name> column per extra metric. `frame.attrs` holds sweep, space (Hyperparameter tuple),
-metric_labels (task -> label) and storage_url.
+diverged, error, stale, claim_lost, ...), fail_reason, untrained (True: a complete trial that
+never beat its task's trivial baseline; NaN where the store does not say), metric,
+metric_label, and one extra_<name> column per extra metric. `frame.attrs` holds sweep, space
+(Hyperparameter tuple), metric_labels (task -> label) and storage_url.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ VARIANT_ORDER = ("V", "NIG", "NFG", "NOG", "NIAF", "NOAF", "NP", "CIFG", "FGR", 
 
 SCALAR_ATTRS = ("valid_metric", "test_metric", "best_epoch", "epochs_run", "parameter_count",
                 "recurrent_parameter_count", "train_seconds", "momentum", "seed", "batch_size",
-                "fail_kind", "fail_reason", "git_commit")
+                "fail_kind", "fail_reason", "git_commit", "untrained")
 TEXT_ATTRS = ("fail_kind", "fail_reason", "git_commit")
 
 
@@ -154,7 +155,7 @@ def load_sweeps(sweep_names: Sequence[str], results_dir: str | Path = "results"
 
 def load_curves(sweep_name: str, results_dir: str | Path = "results",
                 url: str | None = None) -> pd.DataFrame:
-    """Learning curves, long: task, variant, trial, epoch, train_loss, valid, test."""
+    """Learning curves, long: task, variant, trial, epoch, train_loss, valid, test, valid_loss."""
     base = None
     if url is None:
         base = sweep_dir(sweep_name, results_dir)

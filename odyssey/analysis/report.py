@@ -59,6 +59,9 @@ def _state_counts(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return pd.DataFrame(columns=["task", "variant"])
     counts = frame.groupby(["task", "variant", "state"]).size().unstack("state", fill_value=0)
+    # complete trials that never beat the task's trivial baseline (sweep attr `untrained`)
+    untrained = frame["untrained"].eq(True) if "untrained" in frame else False
+    counts["untrained"] = frame.assign(_u=untrained).groupby(["task", "variant"])["_u"].sum()
     counts = counts.reset_index()
     order = {v: i for i, v in enumerate(order_variants(counts["variant"]))}
     return counts.sort_values(["task", "variant"], key=lambda s: s.map(order)
@@ -110,7 +113,8 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
         path.write_text("\n".join(lines))
         return path
     lines += ["## Trials", "", "Trials per task, variant and state "
-              "(`tables/trial_states.csv`; every trial in `tables/trials.csv`):", "",
+              "(`tables/trial_states.csv`; every trial in `tables/trials.csv`); *untrained*: "
+              "complete trials that never beat the task's trivial baseline:", "",
               md_table(counts), ""]
     failed = frame[frame["state"] == "FAIL"]
     if len(failed):

@@ -32,6 +32,7 @@ class VariantStatus:
     diverged: int = 0
     running: int = 0
     replaced: int = 0  # failed for reasons other than divergence, not counted
+    untrained: int = 0  # complete, but never beat the task's trivial baseline
     best: FrozenTrial | None = None
     durations: list[float] = field(default_factory=list)
 
@@ -57,6 +58,7 @@ def variant_status(variant: str, trials: list[FrozenTrial]) -> VariantStatus:
     for t in trials:
         if t.state == TrialState.COMPLETE:
             s.complete += 1
+            s.untrained += bool(t.user_attrs.get("untrained", False))
             if t.value is not None and (s.best is None or t.value < s.best.value):
                 s.best = t
         elif t.state == TrialState.RUNNING:
@@ -120,7 +122,8 @@ def summary_frame(statuses: dict[str, VariantStatus], metric_label: str = "") ->
         b = s.best
         p = b.params if b is not None else {}
         rows.append({
-            "variant": v, "complete": s.complete, "diverged": s.diverged,
+            "variant": v, "complete": s.complete, "untrained": s.untrained,
+            "diverged": s.diverged,
             "running": s.running, "best_valid": s.best_valid, "test_at_best": s.best_test,
             "trial": b.number if b is not None else None,
             "hidden_size": p.get("hidden_size"),

@@ -78,6 +78,8 @@ def write_config(spec: SweepSpec) -> None:
     if path.exists():
         old = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
         assert isinstance(old, dict)
+        if isinstance(old.get("train"), dict):  # sweeps begun before train.stopping existed
+            old["train"].setdefault("stopping", "metric")  # stopped on the metric alone
         before, now = _defining(old), _defining(config)
         changed = [k for k in DEFINING_KEYS if before.get(k) != now.get(k)]
         if changed:
@@ -202,6 +204,10 @@ def run_trial(spec: SweepSpec, task: Task, study: optuna.Study, trial: optuna.Tr
             if key not in ("status", "fail_reason"):
                 trial.set_user_attr(key, value)
         if result.status == "complete":
+            baseline = task.baseline("valid")
+            if baseline is not None:  # never beat the trivial model: learnt nothing
+                trial.set_user_attr("baseline_valid", baseline)
+                trial.set_user_attr("untrained", not result.valid_metric < baseline)
             study.tell(trial, result.valid_metric)
             return "complete"
         trial.set_user_attr("fail_kind", "diverged")
@@ -311,5 +317,6 @@ def final_report(spec: SweepSpec, write: bool = True) -> str:
         frame.to_csv(spec.sweep_dir / "summary.csv")
     total = sum(min(spec.trials_per_variant, s.finished) for s in statuses.values())
     head = (f"sweep {spec.sweep_name} ({spec.task_name}): {total}/{spec.total_trials} trials "
-            f"finished; best validation {label} per variant and the test score of that trial")
+            f"finished; best validation {label} per variant and the test score of that "
+            "trial; untrained: complete trials that never beat the task's trivial baseline")
     return head + "\n" + format_summary(frame)

@@ -90,6 +90,9 @@ class Task(ABC):
     bidirectional: bool = False
     metric: str = ""  # key of the primary metric in `evaluate`'s result; lower is better
     metric_label: str = ""  # for tables and figures, e.g. "NLL per time step"
+    # key of `evaluate`'s result holding the validation loss (early stopping's tie-break);
+    # "" when the metric is the loss itself
+    loss_key: str = ""
 
     def __init__(self, splits: dict[str, SequenceSet], output_size: int, *,
                  standardize: bool = True, source: str = "", info: dict | None = None) -> None:
@@ -187,6 +190,30 @@ class Task(ABC):
         finally:
             network.train(was_training)
         return {k: (n / d if d else float("nan")) for k, (n, d) in sums.items()}
+
+    @property
+    def valid_loss_key(self) -> str:
+        """The `evaluate` key early stopping reads as the validation loss."""
+        return self.loss_key or self.metric
+
+    def baseline(self, split: str) -> float | None:
+        """`metric` on `split` of the task's trivial model, which ignores the inputs.
+
+        A trial whose best validation metric does not beat `baseline("valid")` has learnt
+        nothing (it is marked untrained in the sweep). None: the task defines no baseline.
+        Computed once per split.
+        """
+        cache = self.__dict__.setdefault("_baselines", {})
+        if split not in cache:
+            if split not in SPLITS:
+                raise ValueError(f"task {self.name}: unknown split {split!r}; expected one "
+                                 f"of {SPLITS}")
+            cache[split] = self._baseline(split)
+        return cache[split]
+
+    def _baseline(self, split: str) -> float | None:
+        """The uncached `baseline`; tasks with a trivial model override it."""
+        return None
 
     def describe(self) -> dict:
         """Counts per split, lengths and source, for `odyssey-data info` and manifests."""

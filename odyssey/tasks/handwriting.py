@@ -52,11 +52,16 @@ class HandwritingTask(Task):
     bidirectional = True
     metric = "cer"
     metric_label = "character error rate"
+    loss_key = "ctc_loss"
 
     def __init__(self, splits: dict[str, SequenceSet], charset: str, **kwargs) -> None:
         super().__init__(splits, len(charset) + 1, **kwargs)
         self.charset = charset
         self.ctc = torch.nn.CTCLoss(blank=BLANK, reduction="sum", zero_infinity=False)
+
+    def _baseline(self, split: str) -> float:
+        """CER of the empty output (1.0): where a CTC network starts, emitting only blanks."""
+        return float(trivial_baselines(self, split)["empty"])
 
     # -- labels and text --------------------------------------------------------------
     def text(self, labels: Sequence[int]) -> str:

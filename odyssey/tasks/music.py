@@ -32,6 +32,12 @@ class MusicTask(FramewiseTask):
     metric = "nll"
     metric_label = "NLL per time step"
 
+    def _baseline(self, split: str) -> float:
+        """NLL per frame of the training key-frequency model (`frequency_model_logits`)."""
+        y = torch.as_tensor(np.concatenate(self.splits[split].targets), dtype=torch.float32)
+        logits = frequency_model_logits(self).expand_as(y)
+        return float(F.binary_cross_entropy_with_logits(logits, y, reduction="sum")) / len(y)
+
     def loss_terms(self, outputs: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
         """BCE with logits summed over the keys and the batch's real frames; the frames."""
         mask = batch.mask

@@ -29,6 +29,7 @@ class SpeechTask(FramewiseTask):
     bidirectional = True
     metric = "frame_error"
     metric_label = "frame classification error"
+    loss_key = "cross_entropy"
 
     def __init__(self, splits: dict[str, SequenceSet], classes: tuple[str, ...],
                  fold: np.ndarray | None = None, **kwargs) -> None:
@@ -36,6 +37,14 @@ class SpeechTask(FramewiseTask):
         self.classes = tuple(classes)
         self.fold = None if fold is None else torch.as_tensor(fold, dtype=torch.long)
         super().__init__(splits, len(self.classes), **kwargs)
+
+    def _baseline(self, split: str) -> float:
+        """Frame error of always answering the training set's most frequent class."""
+        train = np.concatenate(self.splits["train"].targets)
+        majority = np.bincount(train[train != IGNORE]).argmax()
+        y = np.concatenate(self.splits[split].targets)
+        y = y[y != IGNORE]
+        return float(np.mean(y != majority))
 
     def _real(self, batch: Batch) -> Tensor:
         """(T, B) True at real, scored frames."""

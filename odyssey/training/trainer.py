@@ -3,8 +3,11 @@
 SGD with Nesterov momentum, the learning rate scaled by (1 - momentum) so that the step
 size in steady state does not depend on the momentum; one update per minibatch (per
 sequence at batch size 1, as in the paper); Gaussian noise on the training inputs only;
-at most `max_epochs` epochs, stopping after `patience` epochs without a validation gain;
-the trial's result is the test score at the best-validation epoch. A non-finite loss or
+at most `max_epochs` epochs, stopping after `patience` epochs without a validation gain
+(`stopping`: under "metric_or_loss" an epoch gains when the validation metric improves, or
+ties and the validation loss improves, so a CTC network still leaving its all-blank
+plateau is not stopped; "metric" is the metric alone); the trial's result is the test
+score at the best-validation epoch. A non-finite loss or
 metric ends the trial as failed, with the reason.
 """
 
@@ -21,6 +24,26 @@ import torch
 
 from ..cells import IMPLS, canonical
 from ..tasks.base import Batch, Task
+
+STOPPING_RULES = ("metric_or_loss", "metric")
+# two validation metrics this close count as a tie (CER 1.0 == 1.0 on a blank plateau)
+TIE_REL_TOL, TIE_ABS_TOL = 1e-9, 1e-12
+
+
+def improves(metric: float, loss: float | None, best_metric: float, best_loss: float | None,
+             rule: str = "metric_or_loss") -> bool:
+    """Whether an epoch's validation (metric, loss) beats the best so far under `rule`.
+
+    "metric": the metric is lower. "metric_or_loss": the metric is lower, or ties with the
+    best (within TIE_REL_TOL / TIE_ABS_TOL) and the loss is lower than the best epoch's.
+    """
+    if rule not in STOPPING_RULES:
+        raise ValueError(f"train.stopping must be one of {', '.join(STOPPING_RULES)}, "
+                         f"got {rule!r}")
+    if math.isclose(metric, best_metric, rel_tol=TIE_REL_TOL, abs_tol=TIE_ABS_TOL):
+        return (rule == "metric_or_loss" and loss is not None and best_loss is not None
+                and loss < best_loss)
+    return metric < best_metric
 
 
 class Divergence(RuntimeError):
@@ -73,8 +96,14 @@ class TrainSettings:
     # "sequence": gradient of the loss summed over each sequence's steps (the paper, whose
     # learning-rate range assumes it); "step": of the per-step mean
     loss: str = "sequence"
+    # when an epoch counts as a validation gain (see `improves`): "metric_or_loss" or
+    # "metric" (the literal reading of the paper's rule)
+    stopping: str = "metric_or_loss"
 
     def __post_init__(self) -> None:
+        if self.stopping not in STOPPING_RULES:
+            raise ValueError(f"train.stopping must be one of {', '.join(STOPPING_RULES)}, "
+                             f"got {self.stopping!r}")
         if self.loss not in ("sequence", "step"):
             raise ValueError(f"train.loss must be 'sequence' or 'step', got {self.loss!r}")
         if not isinstance(self.scale_lr_with_batch, bool):
@@ -167,7 +196,8 @@ def train(task: Task, variant: str, hp: Hyperparameters, settings: TrainSettings
     order_rng = np.random.default_rng(seed)
     noise_rng = torch.Generator(device=device)
     noise_rng.manual_seed(seed)
-    best_valid = math.inf
+    best_valid, best_loss = math.inf, math.inf
+    loss_key = task.valid_loss_key
     try:
         for epoch in range(1, settings.max_epochs + 1):
             net.train()
@@ -192,12 +222,17 @@ def train(task: Task, variant: str, hp: Hyperparameters, settings: TrainSettings
             if not _finite(v) or not _finite(t):
                 raise Divergence(f"validation/test {task.metric} became {v}/{t} at epoch "
                                  f"{epoch}")
+            if loss_key not in valid:
+                raise KeyError(f"task {task.name}: valid_loss_key {loss_key!r} is not among "
+                               f"its evaluate() keys {sorted(valid)}")
+            vl = float(valid[loss_key])
             entry = {"epoch": epoch, "train_loss": float(np.mean(losses)), "valid": v,
-                     "test": t}
+                     "test": t, "valid_loss": vl}
             result.curve.append(entry)
             result.epochs_run = epoch
-            if v < best_valid:
-                best_valid = v
+            if improves(v, vl if _finite(vl) else None, best_valid, best_loss,
+                        settings.stopping):
+                best_valid, best_loss = v, vl
                 result.valid_metric, result.test_metric, result.best_epoch = v, t, epoch
                 result.extra_metrics = {f"{split}_{key}": float(val)
                                         for split, scores in (("valid", valid), ("test", test))

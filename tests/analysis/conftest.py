@@ -33,10 +33,11 @@ def synthetic_metric(rng: np.random.Generator, p: dict, shift: float) -> float:
 
 def make_sweep(results: Path, name: str = "toy", *, tasks=("music",), variants=None,
                n_trials: int = 30, seed: int = 0, store: str = "journal",
-               n_failed: int = 1) -> Path:
+               n_failed: int = 1, n_untrained: int | None = None) -> Path:
     """A sweep folder results/<name>/ with config.yaml and an Optuna store as the sweep writes.
 
-    Returns the sweep folder. `store` is "journal" (a journal file) or "sqlite".
+    Returns the sweep folder. `store` is "journal" (a journal file) or "sqlite". With
+    `n_untrained`, every complete trial carries `untrained`, True for the first n per study.
     """
     folder = results / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -82,7 +83,9 @@ def make_sweep(results: Path, name: str = "toy", *, tasks=("music",), variants=N
                     state=TrialState.COMPLETE, value=valid, params=p, distributions=DISTRIBUTIONS,
                     user_attrs={**attrs, "valid_metric": valid, "test_metric": test,
                                 "best_epoch": 2, "epochs_run": 3, "curve": curve,
-                                "extra_metrics": {"accuracy": 1 - test}}))
+                                "extra_metrics": {"accuracy": 1 - test},
+                                **({} if n_untrained is None
+                                   else {"untrained": i < n_untrained})}))
     return folder
 
 

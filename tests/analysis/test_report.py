@@ -72,3 +72,12 @@ def test_report_over_several_sweeps(sweep_factory):
     assert path == sweep_factory.results / "q-music+q-speech" / "report.md"
     text = path.read_text()
     assert "### music" in text and "### speech" in text
+
+
+def test_untrained_trials_are_counted_per_cell(sweep_factory):
+    import pandas as pd
+    sweep_factory("flat", tasks=("music",), variants=["V", "NFG"], n_trials=4, n_untrained=3)
+    path = analyze("flat", sweep_factory.results, options=FAST)
+    states = pd.read_csv(path.parent / "tables" / "trial_states.csv")
+    assert states.set_index("variant")["untrained"].to_dict() == {"V": 3, "NFG": 3}
+    assert "untrained" in path.read_text()

@@ -243,3 +243,60 @@ def test_the_documented_overrides_compose(tmp_path):
                                                                                 4, 2)
     assert spec.storage_url == url and spec.sweep_name == "mine"
     assert spec.study_name("NP") == "mine/music/NP"
+
+
+@pytest.mark.parametrize("baseline", [0.0, 1e9])
+def test_trials_that_never_beat_the_baseline_are_marked_and_counted(tmp_path, monkeypatch,
+                                                                    baseline):
+    from tests.toy import ToyTask
+    monkeypatch.setattr(ToyTask, "_baseline", lambda self, split: baseline)
+    cfg = toy_config(tmp_path, *SMALL, "variants=[V]")
+    spec = SweepSpec.from_config(cfg)
+    assert run_worker(spec).complete == 2
+    untrained = baseline == 0.0  # nothing beats NLL 0; everything beats 1e9
+    for t in studies(cfg)["V"].get_trials():
+        assert t.user_attrs["untrained"] is untrained
+        assert t.user_attrs["baseline_valid"] == baseline
+    table = final_report(spec).splitlines()
+    header = table[1].split()
+    row = dict(zip(["variant", *header], table[-1].split(), strict=True))
+    assert row["untrained"] == ("2" if untrained else "0")
+
+
+def test_a_task_without_a_baseline_marks_nothing(tmp_path):
+    cfg = toy_config(tmp_path, *SMALL, "variants=[V]")
+    run_worker(SweepSpec.from_config(cfg))
+    assert all("untrained" not in t.user_attrs for t in studies(cfg)["V"].get_trials())
+
+
+def test_a_sweep_from_before_train_stopping_resumes_only_under_the_metric_rule(tmp_path):
+    from omegaconf import OmegaConf
+    spec = SweepSpec.from_config(toy_config(tmp_path, *SMALL, "trials_per_variant=1"))
+    run_worker(spec)
+    path = spec.sweep_dir / "config.yaml"
+    old = OmegaConf.load(path)
+    del old.train["stopping"]  # the config.yaml such a sweep wrote
+    OmegaConf.save(old, path)
+    with pytest.raises(SweepConfigError, match="different train"):
+        run_worker(SweepSpec.from_config(toy_config(tmp_path, *SMALL, "trials_per_variant=2")))
+    literal = toy_config(tmp_path, *SMALL, "trials_per_variant=2", "train.stopping=metric")
+    assert run_worker(SweepSpec.from_config(literal)).trials_run == 2
+
+
+def test_quick_settings_are_chosen_by_task_and_overrides_win(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from odyssey.config import CONFIG_DIR
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        def train(*overrides):
+            return SweepSpec.from_config(compose("config", overrides=list(overrides))).train
+        music, hand = train("task=music"), train("task=handwriting")
+        tuned = train("task=handwriting", "train.patience=7")
+        paper = train("task=handwriting", "experiment=greff")
+    assert (music.max_epochs, music.patience, music.batch_size) == (10, 3, 16)
+    assert (hand.max_epochs, hand.patience, hand.batch_size) == (15, 5, 16)
+    assert (tuned.max_epochs, tuned.patience) == (15, 7)
+    assert (paper.max_epochs, paper.patience, paper.batch_size) == (150, 15, 1)
+    assert music.stopping == hand.stopping == paper.stopping == "metric_or_loss"
+    toy = SweepSpec.from_config(toy_config(tmp_path)).train  # no row: the default row
+    assert (toy.patience, toy.batch_size) == (3, 4)

@@ -143,6 +143,9 @@ def test_load_task_standardises_and_describes(tiny: HandwritingTask) -> None:
     assert info["train"]["sequences"] == 80
     base = trivial_baselines(tiny, "valid")
     assert base["empty"] == 1.0 and 0.5 < base["most_frequent"] < 1.0
+    # the sweep's untrained mark compares with the empty output, where CTC training starts
+    assert tiny.baseline("valid") == base["empty"] == 1.0
+    assert tiny.valid_loss_key == "ctc_loss"
 
 
 def train(task: HandwritingTask, epochs: int, hidden: int = 24, lr: float = 0.01

@@ -138,3 +138,12 @@ def test_a_tiny_network_learns_a_few_chorales_in_an_epoch():
     assert after["nll"] < 0.8 * before, (before, after)
     assert task.evaluate(net, "test")["nll"] < 0.8 * before_test  # an unseen chorale too
     assert np.isfinite(after["frame_accuracy"])
+
+
+def test_baseline_is_the_frequency_model_nll(task):
+    net = ConstantLogits(frequency_model_logits(task))
+    for split in ("valid", "test"):
+        assert task.baseline(split) == pytest.approx(task.evaluate(net, split)["nll"], rel=1e-5)
+    assert task.valid_loss_key == "nll"
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        task.baseline("dev")

@@ -155,3 +155,14 @@ def test_training_beats_the_majority_class_on_the_flite_corpus():
         torch.set_num_threads(threads)
     assert np.isfinite(res["cross_entropy"])
     assert res["frame_error"] < baseline - 0.2, (res, baseline)
+
+
+@pytest.mark.parametrize("fold39", [False, True])
+def test_baseline_is_the_majority_class_frame_error(tree, fold39):
+    task = load_task("speech", **options(tree, fold39=fold39))
+    train = np.concatenate(task.splits["train"].targets)
+    majority = int(np.bincount(train[train != IGNORE]).argmax())
+    for split in ("valid", "test"):
+        expected = task.evaluate(Constant(task.output_size, majority), split)["frame_error"]
+        assert task.baseline(split) == pytest.approx(expected)
+    assert task.valid_loss_key == "cross_entropy"
