@@ -243,3 +243,14 @@ def test_the_documented_overrides_compose(tmp_path):
                                                                                 4, 2)
     assert spec.storage_url == url and spec.sweep_name == "mine"
     assert spec.study_name("NP") == "mine/music/NP"
+
+
+def test_lstmb_is_searched_beside_v_in_one_sweep(tmp_path):
+    cfg = toy_config(tmp_path, *SMALL, "variants=[V,LSTMB]", "trials_per_variant=1")
+    spec = SweepSpec.from_config(cfg)
+    assert spec.variants == ("V", "LSTMB")
+    assert run_worker(spec).complete == 2
+    by_variant = studies(cfg)
+    assert set(by_variant) == {"V", "LSTMB"}
+    assert by_variant["LSTMB"].study_name == "t/toy/LSTMB"
+    assert "LSTMB" in final_report(spec)
