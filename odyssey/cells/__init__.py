@@ -5,10 +5,21 @@ from __future__ import annotations
 from torch import nn
 
 from .layer import IMPLS, RecurrentLayer
-from .variants import LSTM_FAMILY, SPECS, VARIANTS, VariantSpec, canonical, parameter_count, spec
+from .variants import (
+    ALL_VARIANTS,
+    EXTRA_VARIANTS,
+    LSTM_FAMILY,
+    SPECS,
+    VARIANTS,
+    VariantSpec,
+    canonical,
+    parameter_count,
+    spec,
+)
 
 __all__ = [
-    "VARIANTS", "LSTM_FAMILY", "SPECS", "VariantSpec", "RecurrentLayer", "build_layer",
+    "VARIANTS", "EXTRA_VARIANTS", "ALL_VARIANTS", "LSTM_FAMILY", "SPECS", "VariantSpec",
+    "RecurrentLayer", "build_layer",
     "canonical", "parameter_count", "spec", "IMPLS",
 ]
 
@@ -16,7 +27,7 @@ __all__ = [
 def build_layer(variant: str, input_size: int, hidden_size: int, *, bidirectional: bool = False,
                 forget_bias: float = 0.0, init_std: float = 0.1,
                 impl: str = "auto") -> nn.Module:
-    """A recurrent layer of `variant` (case-insensitive name from VARIANTS).
+    """A recurrent layer of `variant` (case-insensitive name from ALL_VARIANTS).
 
     Call it as `layer(x, lengths=None)` with x time-major (T, B, I); it returns (T, B, H),
     or (T, B, 2H) when bidirectional, with zeros at padded steps. `impl` picks the kernel:

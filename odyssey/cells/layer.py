@@ -30,6 +30,8 @@ class LSTMFamilyCell(nn.Module):
                  forget_bias: float, init_std: float, impl: str) -> None:
         super().__init__()
         self.spec, self.input_size, self.hidden_size = spec, input_size, hidden_size
+        if spec.forget_bias is not None:  # the variant fixes its own shift (LSTMB)
+            forget_bias = spec.forget_bias
         self.forget_bias, self.init_std, self.impl = forget_bias, init_std, impl
         g, h = len(spec.blocks), hidden_size
         self.weight_ih = nn.Parameter(torch.empty(g * h, input_size))
@@ -44,7 +46,8 @@ class LSTMFamilyCell(nn.Module):
         """All weights from N(0, init_std) (Greff et al.); then shift the forget-gate bias.
 
         CIFG has no forget-gate parameters: its f = 1 - sigma(a_i), so the same shift of f
-        is a shift of -forget_bias on the input-gate bias. NFG has no f to shift.
+        is a shift of -forget_bias on the input-gate bias. NFG has no f to shift. A variant
+        whose spec fixes `forget_bias` (LSTMB: +1) uses that shift whatever the argument.
         """
         with torch.no_grad():
             for p in self.parameters():
@@ -105,6 +108,38 @@ class TorchParamCell(nn.Module):
         return (fast.gru_sequence if gru else fast.rnn_sequence)(*args, mode=mode)
 
 
+class MutCell(nn.Module):
+    """Parameters of one direction of MUT1, MUT2 or MUT3 and its (autograd) sequence loop.
+
+    weight_ih (3H, I): W_xz, W_xr, W_xh; weight_hh (2H or 3H, H): [W_hz,] W_hr, W_hh;
+    bias (3H): b_z, b_r, b_h. There is no fast kernel: every `impl` but "cpp" runs the
+    reference loop, and "cpp" is refused.
+    """
+
+    def __init__(self, spec: VariantSpec, input_size: int, hidden_size: int,
+                 init_std: float, impl: str) -> None:
+        super().__init__()
+        if impl == "cpp":
+            raise ValueError(f"{spec.name} has no C++ kernel; use impl='auto' or 'reference'")
+        self.spec, self.input_size, self.hidden_size = spec, input_size, hidden_size
+        self.init_std, self.impl = init_std, impl
+        h = hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(3 * h, input_size))
+        self.weight_hh = nn.Parameter(torch.empty((2 if spec.name == "MUT1" else 3) * h, h))
+        self.bias = nn.Parameter(torch.empty(3 * h))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """All weights from N(0, init_std), as for the LSTM family."""
+        with torch.no_grad():
+            for p in self.parameters():
+                p.normal_(0.0, self.init_std)
+
+    def sequence(self, x: Tensor) -> Tensor:
+        """y (T, B, H) for x (T, B, I), all sequences starting at t = 0."""
+        return reference.mut_sequence(self.spec, x, self.weight_ih, self.weight_hh, self.bias)
+
+
 class RecurrentLayer(nn.Module):
     """One recurrent layer, uni- or bidirectional, over padded time-major batches.
 
@@ -121,9 +156,12 @@ class RecurrentLayer(nn.Module):
         self.input_size, self.hidden_size = input_size, hidden_size
         self.bidirectional = bidirectional
         n = 2 if bidirectional else 1
+        cells: list[nn.Module]
         if spec.family == "lstm":
             cells = [LSTMFamilyCell(spec, input_size, hidden_size, forget_bias, init_std, impl)
                      for _ in range(n)]
+        elif spec.family == "mut":
+            cells = [MutCell(spec, input_size, hidden_size, init_std, impl) for _ in range(n)]
         else:
             cells = [TorchParamCell(spec, input_size, hidden_size, init_std, impl)
                      for _ in range(n)]

@@ -109,3 +109,38 @@ def rnn_sequence(x: Tensor, weight_ih: Tensor, weight_hh: Tensor,
         h = torch.tanh(x_proj[t] + torch.nn.functional.linear(h, weight_hh, bias_hh))
         outputs.append(h)
     return torch.stack(outputs) if outputs else x.new_zeros(0, B, H)
+
+
+def mut_sequence(s: VariantSpec, x: Tensor, weight_ih: Tensor, weight_hh: Tensor,
+                 bias: Tensor) -> Tensor:
+    """MUT1, MUT2 or MUT3 (Jozefowicz et al. 2015, DESIGN §2) over x (T, B, I); y (T, B, H).
+
+    weight_ih (3H, I) holds W_xz, W_xr, W_xh; bias (3H) b_z, b_r, b_h; weight_hh holds
+    W_hr, W_hh (MUT1) or W_hz, W_hr, W_hh (MUT2, MUT3). The raw-input terms, which assume
+    inputs of hidden size, go through the learned projection of the same row block: MUT1's
+    tanh(x) is tanh(W_xh x) and MUT2's x (in r) is W_xr x.
+    """
+    T, B, _ = x.shape
+    H = weight_hh.shape[1]
+    xz, xr, xh = torch.nn.functional.linear(x, weight_ih).split(H, dim=2)
+    b_z, b_r, b_h = bias.split(H)
+    if s.name == "MUT1":
+        w_hz = None
+        w_hr, w_hh = weight_hh.split(H, dim=0)
+    else:
+        w_hz, w_hr, w_hh = weight_hh.split(H, dim=0)
+    h = x.new_zeros(B, H)
+    outputs = []
+    for t in range(T):
+        if s.name == "MUT1":
+            z = torch.sigmoid(xz[t] + b_z)
+            r = torch.sigmoid(xr[t] + h @ w_hr.t() + b_r)
+            cand = torch.tanh((r * h) @ w_hh.t() + torch.tanh(xh[t]) + b_h)
+        else:
+            h_in = torch.tanh(h) if s.name == "MUT3" else h
+            z = torch.sigmoid(xz[t] + h_in @ w_hz.t() + b_z)
+            r = torch.sigmoid(xr[t] + h @ w_hr.t() + b_r)
+            cand = torch.tanh((r * h) @ w_hh.t() + xh[t] + b_h)
+        h = cand * z + h * (1.0 - z)
+        outputs.append(h)
+    return torch.stack(outputs) if outputs else x.new_zeros(0, B, H)

@@ -13,6 +13,11 @@ VARIANTS: tuple[str, ...] = (
     "V", "NIG", "NFG", "NOG", "NIAF", "NOAF", "NP", "CIFG", "FGR", "GRU", "RNN",
 )
 LSTM_FAMILY: tuple[str, ...] = VARIANTS[:9]
+# Variants beyond the paper's eleven, searchable beside them (same sweep, same report).
+# LSTMB: Jozefowicz et al. (2015)'s LSTM-b, V with its forget-gate bias initialised to +1.
+# MUT1-3: the three architectures Jozefowicz et al. found by evolutionary search (DESIGN §2).
+EXTRA_VARIANTS: tuple[str, ...] = ("LSTMB", "MUT1", "MUT2", "MUT3")
+ALL_VARIANTS: tuple[str, ...] = VARIANTS + EXTRA_VARIANTS
 
 
 @dataclass(frozen=True)
@@ -20,7 +25,7 @@ class VariantSpec:
     """What an LSTM-family variant has; GRU and RNN only use `name` and `family`."""
 
     name: str
-    family: str  # "lstm", "gru" or "rnn"
+    family: str  # "lstm", "gru", "rnn" or "mut"
     input_gate: bool = True
     forget_gate: bool = True  # False for NFG (f = 1) and CIFG (f = 1 - i)
     coupled: bool = False  # CIFG: f = 1 - i
@@ -29,6 +34,9 @@ class VariantSpec:
     output_activation: bool = True  # h = tanh, else identity (NOAF)
     peepholes: bool = True
     gate_recurrence: bool = False  # FGR
+    # fixed forget-gate bias shift at initialisation (LSTMB: +1), replacing the layer's
+    # `forget_bias` argument; None: use that argument
+    forget_bias: float | None = None
 
     @property
     def blocks(self) -> tuple[str, ...]:
@@ -58,6 +66,10 @@ SPECS: dict[str, VariantSpec] = {
     "FGR": VariantSpec("FGR", "lstm", gate_recurrence=True),
     "GRU": VariantSpec("GRU", "gru"),
     "RNN": VariantSpec("RNN", "rnn"),
+    "LSTMB": VariantSpec("LSTMB", "lstm", forget_bias=1.0),
+    "MUT1": VariantSpec("MUT1", "mut"),
+    "MUT2": VariantSpec("MUT2", "mut"),
+    "MUT3": VariantSpec("MUT3", "mut"),
 }
 
 
@@ -65,7 +77,7 @@ def canonical(variant: str) -> str:
     """Canonical upper-case name of `variant`; ValueError listing the valid names."""
     if not isinstance(variant, str) or variant.upper() not in SPECS:
         raise ValueError(
-            f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)} "
+            f"unknown variant {variant!r}; expected one of {', '.join(ALL_VARIANTS)} "
             "(case-insensitive)"
         )
     return variant.upper()
@@ -86,6 +98,8 @@ def parameter_count(variant: str, input_size: int, hidden_size: int,
         n = 3 * (i * h + h * h + 2 * h)
     elif s.family == "rnn":
         n = i * h + h * h + 2 * h
+    elif s.family == "mut":  # 3 input blocks (z, r, h), 2 (MUT1) or 3 recurrent, 3 biases
+        n = 3 * i * h + (2 if s.name == "MUT1" else 3) * h * h + 3 * h
     else:
         n = len(s.blocks) * block + len(s.peephole_gates) * h
         if s.gate_recurrence:

@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.distributions import BaseDistribution
 
-from ..cells import VARIANTS, canonical
+from ..cells import ALL_VARIANTS, canonical
 from ..tasks import TASKS
 from ..training import TrainSettings
 from .space import SAMPLERS, SearchSpaceError, distributions
@@ -106,7 +106,7 @@ class SweepSpec:
             raw = [raw]
         if not isinstance(raw, list) or not raw:
             raise SweepConfigError(f"variants must be a non-empty list of names from "
-                                   f"{', '.join(VARIANTS)}, got {raw!r}")
+                                   f"{', '.join(ALL_VARIANTS)}, got {raw!r}")
         try:
             variants = tuple(canonical(v) for v in raw)
         except ValueError as e:

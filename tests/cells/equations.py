@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from odyssey.cells.layer import LSTMFamilyCell
+from odyssey.cells.layer import LSTMFamilyCell, MutCell
 
 
 def sigma(a: np.ndarray) -> np.ndarray:
@@ -64,3 +64,35 @@ def run_equations(cell: LSTMFamilyCell, x: np.ndarray) -> np.ndarray:
         ys.append(y)
         y_prev, c_prev, prev_gates = y, c, {"i": i, "f": f, "o": o}
     return np.stack(ys)
+
+
+def run_mut_equations(cell: MutCell, x: np.ndarray) -> np.ndarray:
+    """y for one sequence x (T, I) by the DESIGN §2 MUT equations, raw x through W_x*."""
+    h_size, name = cell.hidden_size, cell.spec.name
+    w_in = cell.weight_ih.detach().double().numpy()
+    w_rec = cell.weight_hh.detach().double().numpy()
+    bias = cell.bias.detach().double().numpy()
+    W_xz, W_xr, W_xh = (w_in[k * h_size:(k + 1) * h_size] for k in range(3))
+    b_z, b_r, b_h = (bias[k * h_size:(k + 1) * h_size] for k in range(3))
+    if name == "MUT1":
+        W_hz = None
+        W_hr, W_hh = w_rec[:h_size], w_rec[h_size:]
+    else:
+        W_hz, W_hr, W_hh = (w_rec[k * h_size:(k + 1) * h_size] for k in range(3))
+    h = np.zeros(h_size)
+    out = []
+    for x_t in x:
+        if name == "MUT1":
+            z = sigma(W_xz @ x_t + b_z)
+            r = sigma(W_xr @ x_t + W_hr @ h + b_r)
+            h = np.tanh(W_hh @ (r * h) + np.tanh(W_xh @ x_t) + b_h) * z + h * (1 - z)
+        elif name == "MUT2":
+            z = sigma(W_xz @ x_t + W_hz @ h + b_z)
+            r = sigma(W_xr @ x_t + W_hr @ h + b_r)  # the paper's bare x, projected
+            h = np.tanh(W_hh @ (r * h) + W_xh @ x_t + b_h) * z + h * (1 - z)
+        else:
+            z = sigma(W_xz @ x_t + W_hz @ np.tanh(h) + b_z)
+            r = sigma(W_xr @ x_t + W_hr @ h + b_r)
+            h = np.tanh(W_hh @ (r * h) + W_xh @ x_t + b_h) * z + h * (1 - z)
+        out.append(h)
+    return np.array(out)

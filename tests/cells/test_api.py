@@ -3,7 +3,14 @@
 import pytest
 import torch
 
-from odyssey.cells import LSTM_FAMILY, VARIANTS, build_layer, parameter_count
+from odyssey.cells import (
+    ALL_VARIANTS,
+    EXTRA_VARIANTS,
+    LSTM_FAMILY,
+    VARIANTS,
+    build_layer,
+    parameter_count,
+)
 
 
 def test_variants_are_the_eleven_in_order():
@@ -101,3 +108,26 @@ def test_forget_bias_shifts_the_forget_gate_bias(variant):
         assert torch.allclose(shift[k], torch.full((h,), expected)), (variant, block)
     if variant == "NFG":
         assert torch.all(shift == 0)
+
+
+def test_extra_variants_come_after_the_paper_eleven():
+    assert EXTRA_VARIANTS == ("LSTMB", "MUT1", "MUT2", "MUT3")
+    assert ALL_VARIANTS == VARIANTS + EXTRA_VARIANTS
+    assert build_layer("lstmb", 3, 4).variant == "LSTMB"
+
+
+def test_lstmb_is_v_with_forget_bias_one_whatever_the_argument():
+    h = 5
+    torch.manual_seed(3)
+    v = build_layer("V", 3, h, forget_bias=1.0, impl="reference")
+    for forget_bias in (0.0, 1.0, 2.5):
+        torch.manual_seed(3)
+        b = build_layer("LSTMB", 3, h, forget_bias=forget_bias, impl="reference")
+        assert b.directions[0].forget_bias == 1.0
+        for (name, p), (name_v, p_v) in zip(b.named_parameters(), v.named_parameters(),
+                                            strict=True):
+            assert name == name_v and torch.equal(p, p_v), name
+    x = torch.randn(6, 2, 3)
+    assert torch.equal(b(x), v(x))
+    assert parameter_count("LSTMB", 3, h) == parameter_count("V", 3, h) == _formula("V", 3, h)
+    assert b.expected_parameter_count() == sum(p.numel() for p in b.parameters())

@@ -300,3 +300,33 @@ def test_quick_settings_are_chosen_by_task_and_overrides_win(tmp_path):
     assert music.stopping == hand.stopping == paper.stopping == "metric_or_loss"
     toy = SweepSpec.from_config(toy_config(tmp_path)).train  # no row: the default row
     assert (toy.patience, toy.batch_size) == (3, 4)
+
+
+@pytest.mark.slow
+def test_lstmb_and_muts_are_searched_resumed_and_analysed_beside_v(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from odyssey.cli.analyze import run
+    from odyssey.config import CONFIG_DIR
+    names = ["V", "LSTMB", "MUT1", "MUT2", "MUT3"]
+    cfg = toy_config(tmp_path, *SMALL, f"variants=[{','.join(names)}]",
+                     "trials_per_variant=2")
+    first = toy_config(tmp_path, *SMALL, f"variants=[{','.join(names)}]",
+                       "trials_per_variant=1")
+    assert run_worker(SweepSpec.from_config(first)).complete == 5
+    spec = SweepSpec.from_config(cfg)  # resume: one more trial per variant
+    assert spec.variants == tuple(names)
+    assert run_worker(spec).complete == 5
+    by_variant = studies(cfg)
+    assert set(by_variant) == set(names)
+    assert by_variant["MUT2"].study_name == "t/toy/MUT2"
+    for study in by_variant.values():
+        assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 2
+    assert all(v in final_report(spec) for v in names)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        analyze = compose("analyze", overrides=[f"results_dir={tmp_path / 'results'}",
+                                                "sweep_name=t", "fanova.min_trials=1000",
+                                                "progress=false"])
+    assert run(analyze) == 0
+    tests = (spec.sweep_dir / "tables" / "variant_tests.csv").read_text()
+    assert all(v in tests for v in names)
