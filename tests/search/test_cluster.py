@@ -155,3 +155,18 @@ def test_a_postgresql_sweep_writes_and_stores_no_password(pg_url, tmp_path, monk
             assert PASSWORD not in repr(t.user_attrs)
         assert PASSWORD not in repr(s.user_attrs)
     assert PASSWORD not in capsys.readouterr().out
+
+
+def test_the_slurm_preset_sizes_jobs_for_paper_length_workers(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from odyssey.config import CONFIG_DIR
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", "threads=3"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.cpus_per_task == 3
+    assert launcher.timeout_min >= 1440 and launcher.max_num_timeout >= 1
+    assert launcher.signal_delay_s > 0 and launcher.mem_gb > 0
