@@ -105,3 +105,13 @@ def open_and_create(url: str, name: str) -> None:
     optuna.create_study(storage=open_storage(url, heartbeat_interval=1, grace_period=2)
                         if not url.startswith("journal") else open_storage(url),
                         study_name=name, load_if_exists=True)
+
+
+def run_remote_worker(tmp: str, overrides: list[str], worker: int, sleep: float) -> None:
+    """Child-process entry: a toy sweep worker that poses as another host (own host id)."""
+    import socket as socket_module
+
+    from tests.search.helpers import run_toy_worker
+
+    socket_module.gethostname = lambda: "remote-host"
+    run_toy_worker(tmp, overrides, worker, sleep)

@@ -170,3 +170,58 @@ def test_the_slurm_preset_sizes_jobs_for_paper_length_workers(tmp_path):
     assert launcher.cpus_per_task == 3
     assert launcher.timeout_min >= 1440 and launcher.max_num_timeout >= 1
     assert launcher.signal_delay_s > 0 and launcher.mem_gb > 0
+
+
+@pytest.mark.slow
+def test_a_killed_remote_worker_is_replaced_after_the_grace_period(pg_url, tmp_path,
+                                                                   monkeypatch, caplog):
+    import os
+    import signal
+
+    from odyssey.analysis import analyze
+    from odyssey.search.progress import counts_toward_n
+    from tests.search.helpers import studies
+    from tests.search.pg import run_remote_worker
+
+    monkeypatch.setenv("ODYSSEY_STORAGE_URL", pg_url)
+    overrides = [*SMALL, "variants=[V]", "trials_per_variant=3", "train.max_epochs=30",
+                 "train.patience=30", "storage=postgresql", "storage.heartbeat_interval=1",
+                 "storage.grace_period=3"]
+    cfg = toy_config(tmp_path, *overrides, sleep=0.02)
+    p = mp.get_context("spawn").Process(target=run_remote_worker,
+                                        args=(str(tmp_path), overrides, 1, 0.02))
+    p.start()
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            running = [t for t in studies(cfg)["V"].get_trials(states=(TrialState.RUNNING,))
+                       if "seed" in t.user_attrs]
+        except Exception:  # the study does not exist yet
+            continue
+        if running:
+            break
+    else:
+        p.kill()
+        pytest.fail("the remote worker never had a running trial")
+    os.kill(p.pid, signal.SIGKILL)
+    p.join()
+    killed = {t.number for t in studies(cfg)["V"].get_trials(states=(TrialState.RUNNING,))}
+    assert killed
+    killed_at = time.time()
+    report = run_worker(SweepSpec.from_config(cfg))  # a worker on this host finishes it
+    assert report.stale_replaced == len(killed)
+    trials = studies(cfg)["V"].get_trials()
+    replaced_after = min(t.datetime_complete.timestamp() for t in trials
+                         if t.number in killed) - killed_at
+    print(f"remote trial replaced {replaced_after:.1f} s after the kill (grace 3 s)")
+    assert replaced_after >= 1.5  # not before its heartbeat went silent
+    assert sum(counts_toward_n(t) for t in trials) == 3
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 3
+    for t in trials:
+        if t.number in killed:
+            assert t.user_attrs["fail_kind"] == "stale"
+            assert "remote-host" in t.user_attrs["fail_reason"]
+    assert "remote-host" in caplog.text
+    report_md = analyze(["t"], tmp_path / "results")
+    assert PASSWORD not in report_md.read_text()
