@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 PY     := $(VENV)/bin/python
+comma  := ,
 STAMP  := $(VENV)/.installed
 # analyze: the sweep to analyse; the default is the one `make run-sweep` writes
 # (experiment quick on TASK, named <experiment>-<task>). ANALYZE_ARGS: odyssey-analyze overrides.
@@ -16,10 +17,12 @@ ANALYZE_ARGS ?=
 WORKERS    ?= 2
 TASK       ?= music
 SWEEP_ARGS ?=
+# EXTRAS: further pyproject extras to install besides dev, e.g. EXTRAS=cluster
+EXTRAS     ?=
 
 help:
-	@echo "make setup      create $(VENV), install $(TORCH) then odyssey (TORCH=... to choose another build)"
-	@echo "make system-deps  Debian packages the speech corpus needs (flite, wamerican), as root"
+	@echo "make setup      create $(VENV), install $(TORCH) then odyssey (TORCH=... to choose another build; EXTRAS=cluster for PostgreSQL/SLURM)"
+	@echo "make system-deps  Debian packages the speech corpus and tests need (flite, wamerican, postgresql), as root"
 	@echo "make test       run the default (fast) test suite, setting up first if needed"
 	@echo "make test-slow  run the slow end-to-end tests"
 	@echo "make analyze    analyse results/$(SWEEP) into report.md, figures/, tables/ (SWEEP=name)"
@@ -32,23 +35,24 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install "$(TORCH)"
-	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install -e ".[dev$(if $(EXTRAS),$(comma)$(EXTRAS))]"
 	touch $(STAMP)
 
 setup: system-deps $(STAMP)
 
-# flite synthesises the speech task's embedded corpus from words in wamerican's list.
+# flite synthesises the speech task's embedded corpus from words in wamerican's list;
+# postgresql gives the tests a throwaway server (tests/search/pg.py; never the default cluster).
 # Installed when missing and running as root with apt; otherwise a note says how.
-SYSTEM_DEPS_OK := $(shell command -v flite >/dev/null 2>&1 && test -f /usr/share/dict/words && echo yes)
+SYSTEM_DEPS_OK := $(shell command -v flite >/dev/null 2>&1 && test -f /usr/share/dict/words && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && echo yes)
 system-deps:
 ifeq ($(SYSTEM_DEPS_OK),yes)
 	@:
 else
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq flite wamerican; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq flite wamerican postgresql; \
 	else \
-		echo "note: the speech task's embedded corpus needs flite and wamerican:" \
-		     "sudo apt-get install flite wamerican"; \
+		echo "note: the speech task's embedded corpus needs flite and wamerican, the" \
+		     "PostgreSQL tests postgresql: sudo apt-get install flite wamerican postgresql"; \
 	fi
 endif
 

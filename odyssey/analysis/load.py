@@ -20,6 +20,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from ..search.storage import mask_url
 from .space import DEFAULT_SPACE, Hyperparameter, space_from_distributions
 from .store import open_storage, storage_url, sweep_dir
 
@@ -123,7 +124,7 @@ def load_sweep(sweep_name: str, results_dir: str | Path = "results",
         url = storage_url(sweep_name, results_dir)
     storage = open_storage(url, base=base)
     frame = trials_frame(storage, sweep_name)
-    frame.attrs["storage_url"] = url
+    frame.attrs["storage_url"] = mask_url(url)
     return frame
 
 

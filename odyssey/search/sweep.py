@@ -40,7 +40,7 @@ from .progress import (
 from .provenance import git_commit, versions
 from .space import make_sampler, suggest, trial_seed
 from .spec import DEFINING_KEYS, SweepConfigError, SweepSpec
-from .storage import open_storage
+from .storage import mask_url, open_storage
 
 log = logging.getLogger("odyssey.sweep")
 
@@ -121,30 +121,66 @@ def _close_trial(storage: optuna.storages.BaseStorage, t: optuna.trial.FrozenTri
         return False
 
 
-def fail_stale_trials(studies: dict[str, optuna.Study], me: WorkerId) -> int:
-    """Fail running trials whose worker is gone; returns how many this call failed."""
+def _stale_by_heartbeat(study: optuna.Study) -> set[int]:
+    """Trial ids whose Optuna heartbeat is older than the grace period (RDB stores)."""
+    storage = study._storage
+    # the storage's own query, the one optuna.storages.fail_stale_trials uses; called here
+    # so that fail_kind/fail_reason are set before the state (a finished trial is frozen)
+    get_stale = getattr(storage, "_get_stale_trial_ids", None)
+    if get_stale is None or not getattr(storage, "get_heartbeat_interval", lambda: None)():
+        return set()
+    return set(get_stale(study._study_id))
+
+
+def fail_stale_trials(studies: dict[str, optuna.Study], me: WorkerId,
+                      grace_period: int | None = None) -> int:
+    """Fail running trials whose worker is gone; returns how many this call failed.
+
+    A local owner is judged by its process; any owner by its heartbeat where the store keeps
+    them; a trial that never recorded its worker (died right after asking) after
+    `grace_period` seconds (UNOWNED_GRACE_S without heartbeats).
+    """
     failed = 0
+    unowned_grace = grace_period or UNOWNED_GRACE_S
     for study in studies.values():
-        with warnings.catch_warnings():  # experimental since Optuna 2.9, still the API
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)  # heartbeats, on stores that keep them
+        silent = _stale_by_heartbeat(study)
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             owner_attr = t.user_attrs.get("worker")
+            reason = None
             if owner_attr is None:
                 age = (time.time() - t.datetime_start.timestamp()) if t.datetime_start else 0
-                if age > UNOWNED_GRACE_S and _close_trial(
-                        study._storage, t, "stale",
-                        f"stale: running for {age:.0f} s without recording a worker"):
-                    failed += 1
-                continue
-            owner = WorkerId.from_dict(owner_attr)
-            if same_machine(owner, me) and not process_alive(owner, me):
-                reason = (f"stale: worker {owner.host}:{owner.pid} ended while the trial "
-                          "was running (killed or crashed); replaced by a new trial")
-                if _close_trial(study._storage, t, "stale", reason):
-                    failed += 1
-                    log.warning("trial %d of %s: %s", t.number, study.study_name, reason)
+                if age > unowned_grace:
+                    reason = f"stale: running for {age:.0f} s without recording a worker"
+            else:
+                owner = WorkerId.from_dict(owner_attr)
+                if same_machine(owner, me) and not process_alive(owner, me):
+                    reason = (f"stale: worker {owner.host}:{owner.pid} ended while the trial "
+                              "was running (killed or crashed); replaced by a new trial")
+                elif t._trial_id in silent:
+                    reason = (f"stale: worker {owner.host}:{owner.pid} sent no heartbeat for "
+                              "longer than the grace period (its machine or process died); "
+                              "replaced by a new trial")
+            if reason is not None and _close_trial(study._storage, t, "stale", reason):
+                failed += 1
+                log.warning("trial %d of %s: %s", t.number, study.study_name, reason)
     return failed
+
+
+def _running_elsewhere(studies: dict[str, optuna.Study], me: WorkerId) -> list[str]:
+    """Running trials not owned by a live process on this machine ("study#number host")."""
+    left = []
+    for study in studies.values():
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            owner_attr = t.user_attrs.get("worker")
+            if owner_attr is not None:
+                owner = WorkerId.from_dict(owner_attr)
+                if same_machine(owner, me) and process_alive(owner, me):
+                    continue
+                host = owner.host
+            else:
+                host = "unknown worker"
+            left.append(f"{study.study_name}#{t.number} ({host})")
+    return left
 
 
 def _pick(studies: dict[str, optuna.Study], n: int, worker: int) -> str | None:
@@ -243,16 +279,38 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
     n = spec.trials_per_variant
     log.info("worker %d (pid %d) on sweep %s: task %s, %d variants x %d trials, store %s",
              spec.worker, me.pid, spec.sweep_name, spec.task_name, len(spec.variants), n,
-             spec.storage_url)
+             mask_url(spec.storage_url))
+    beats = storage.get_heartbeat_interval() if hasattr(
+        storage, "get_heartbeat_interval") else None
+    waited_since: float | None = None
     while max_trials is None or report.trials_run < max_trials:
-        report.stale_replaced += fail_stale_trials(studies, me)
+        report.stale_replaced += fail_stale_trials(studies, me, spec.grace_period)
         variant = _pick(studies, n, spec.worker)
         if variant is None:
-            break
+            # full, but trials on other machines may still die: never end short in silence
+            left = _running_elsewhere(studies, me)
+            if not left:
+                break
+            if not beats:
+                log.warning("worker %d stops with %d trial(s) still running on other "
+                            "machines, which a journal store cannot watch: %s; if they never "
+                            "finish, a rerun after %d s replaces them", spec.worker,
+                            len(left), ", ".join(left), UNOWNED_GRACE_S)
+                break
+            if waited_since is None:
+                waited_since = time.monotonic()
+                log.info("worker %d: every slot is taken; waiting for %d trial(s) running "
+                         "elsewhere to finish or go stale (grace %s s): %s", spec.worker,
+                         len(left), spec.grace_period, ", ".join(left))
+            time.sleep(beats)
+            continue
+        waited_since = None
         study = studies[variant]
         with warnings.catch_warnings():  # we keep heartbeats ourselves (liveness.Heartbeat)
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
             trial = study.ask()
+        if beats:  # at once, so a worker dying before its first trial beat is still seen
+            storage.record_heartbeat(trial._trial_id)
         trial.set_user_attr("worker", me.as_dict())
         if not _claim_holds(study, trial.number, n):
             trial.set_user_attr("fail_kind", "claim_lost")
@@ -308,7 +366,7 @@ def final_report(spec: SweepSpec, write: bool = True) -> str:
     storage = open_storage(spec.storage_url)
     studies = load_studies(spec, storage)
     if not studies:
-        return f"sweep {spec.sweep_name}: no studies in {spec.storage_url}"
+        return f"sweep {spec.sweep_name}: no studies in {mask_url(spec.storage_url)}"
     statuses = collect(studies)
     first = next(iter(studies.values()))
     label = first.user_attrs.get("metric_label") or first.user_attrs.get("metric", "metric")
