@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -23,7 +24,7 @@ from omegaconf import DictConfig
 
 from ..config import CONFIG_DIR
 from .spec import SweepConfigError, SweepSpec
-from .storage import StorageURLError
+from .storage import StorageURLError, mask_secrets
 from .sweep import final_report, run_worker
 
 log = logging.getLogger("odyssey.sweep")
@@ -37,8 +38,31 @@ def _spec_or_exit(cfg: DictConfig) -> SweepSpec:
         sys.exit(2)
 
 
+def _scrub_hydra_files() -> None:
+    """Mask a storage password in the files Hydra saved for this run: .hydra/*.yaml (the
+    command line and the composed config) and a multirun's multirun.yaml."""
+    try:
+        hc = HydraConfig.get()
+    except ValueError:  # not run through Hydra (tests, scripts)
+        return
+    files: list[Path] = []
+    if hc.output_subdir:
+        files += Path(hc.runtime.output_dir, hc.output_subdir).glob("*.yaml")
+    if hc.mode == RunMode.MULTIRUN:
+        files.append(Path(hc.sweep.dir) / "multirun.yaml")
+    for path in files:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        masked = mask_secrets(text)
+        if masked != text:
+            path.write_text(str(masked))
+
+
 def sweep(cfg: DictConfig) -> None:
     """One worker: validate, then train trials until every study is full."""
+    _scrub_hydra_files()
     spec = _spec_or_exit(cfg)
     if cfg.get("report_only", False):
         return

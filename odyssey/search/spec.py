@@ -18,7 +18,7 @@ from ..cells import ALL_VARIANTS, canonical
 from ..tasks import TASKS
 from ..training import TrainSettings
 from .space import SAMPLERS, SearchSpaceError, distributions
-from .storage import StorageURLError, check_url, mask_url, resolve_url
+from .storage import StorageURLError, check_url, mask_secrets, mask_url, resolve_url
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # the keys whose change would mix incomparable trials in one study
@@ -158,7 +158,8 @@ class SweepSpec:
                 raise SweepConfigError(f"storage.{key} must be null or an integer >= 1 "
                                        f"(seconds), got {value!r}")
             beats[key] = value
-        resolved["storage"]["url"] = mask_url(url)  # config.yaml and trial attrs: no secret
+        resolved = mask_secrets(resolved)  # config.yaml and trial attrs: no secret anywhere
+        resolved["storage"]["url"] = mask_url(url)
         resolved["variants"] = list(variants)
         results_dir = Path(str(resolved["results_dir"])).expanduser().resolve()
         resolved["results_dir"] = str(results_dir)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 import warnings
 from pathlib import Path
@@ -127,6 +128,23 @@ def repair_journal(path: Path) -> bool:
         return False
     finally:
         lock.release()
+
+
+# the password in a URL's user info: scheme://user:PASSWORD@host
+_USERINFO_PASSWORD = re.compile(r"(://[^:/@\s'\"]*:)([^\s'\"]+)(@[^@\s'\"/]*)")
+
+
+def mask_secrets(value: object) -> object:
+    """`value` (a config of dicts, lists and strings, or a file's text) with the password of
+    every URL in it shown as ***: for configs and the files Hydra saves (mask_url for one
+    URL)."""
+    if isinstance(value, str):
+        return _USERINFO_PASSWORD.sub(rf"\g<1>{MASK}\g<3>", value)
+    if isinstance(value, dict):
+        return {k: mask_secrets(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(mask_secrets(v) for v in value)
+    return value
 
 
 def mask_url(url: str) -> str:

@@ -225,3 +225,21 @@ def test_a_killed_remote_worker_is_replaced_after_the_grace_period(pg_url, tmp_p
     assert "remote-host" in caplog.text
     report_md = analyze(["t"], tmp_path / "results")
     assert PASSWORD not in report_md.read_text()
+
+
+def test_a_password_on_the_command_line_is_masked_in_hydras_saved_files(tmp_path):
+    """Hydra saves the command line and the composed config under logs/.../.hydra/; a URL
+    password given there is masked as soon as the worker starts."""
+    import subprocess
+    import sys
+
+    secret = "Cmd-l1ne-secret"
+    cmd = [sys.executable, "-m", "odyssey.search.app", f"results_dir={tmp_path}",
+           "report_only=true", f"+note=postgresql+psycopg2://odyssey:{secret}@dbhost/db"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    saved = list(tmp_path.rglob(".hydra/*.yaml"))
+    assert saved, "Hydra saved no files"
+    for path in saved:
+        assert secret not in path.read_text(), path
+    assert "odyssey:***@dbhost" in (saved[0].parent / "overrides.yaml").read_text()
