@@ -78,7 +78,7 @@ notebooks: $(STAMP)
 lab: $(STAMP)
 	@$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install -e ".[notebooks]"
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks --ServerApp.ip=127.0.0.1 \
-		--ServerApp.port=$(LAB_PORT) --no-browser
+		--ServerApp.port=$(LAB_PORT) --no-browser $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cells.py
