@@ -9,8 +9,13 @@ STAMP  := $(VENV)/.installed
 # (experiment quick on TASK, named <experiment>-<task>). ANALYZE_ARGS: odyssey-analyze overrides.
 SWEEP  ?= quick-$(or $(TASK),music)
 ANALYZE_ARGS ?=
+# notebooks: NOTEBOOK_ARGS passes odyssey-notebooks options, e.g. NOTEBOOK_ARGS="-p N_TREES=20"
+NOTEBOOK_ARGS ?=
+# lab: JupyterLab's port (it binds to 127.0.0.1 only)
+LAB_PORT ?= 8888
 
-.PHONY: help setup system-deps test test-slow test-all lint bench clean run-sweep analyze
+.PHONY: help setup system-deps test test-slow test-all lint bench clean run-sweep analyze \
+	notebooks lab
 
 # run-sweep: the quick sweep (configs/experiment/quick.yaml) on WORKERS local processes;
 # SWEEP_ARGS passes any odyssey-sweep overrides, e.g. SWEEP_ARGS="trials_per_variant=16"
@@ -26,6 +31,8 @@ help:
 	@echo "make test       run the default (fast) test suite, setting up first if needed"
 	@echo "make test-slow  run the slow end-to-end tests"
 	@echo "make analyze    analyse results/$(SWEEP) into report.md, figures/, tables/ (SWEEP=name)"
+	@echo "make notebooks  execute notebooks/ on results/$(SWEEP) into its notebooks/ (.ipynb + .html)"
+	@echo "make lab        JupyterLab on notebooks/ at 127.0.0.1:$(LAB_PORT) (installs .[notebooks] once)"
 	@echo "make lint       ruff"
 	@echo "make run-sweep  build the $(TASK) corpus if needed, run the quick sweep on WORKERS=$(WORKERS) processes"
 	@echo "make bench      speed benchmarks (results/bench/)"
@@ -67,6 +74,15 @@ test-all: system-deps $(STAMP)
 
 analyze: $(STAMP)
 	$(VENV)/bin/odyssey-analyze sweep_name=$(SWEEP) $(ANALYZE_ARGS)
+	$(VENV)/bin/odyssey-notebooks $(SWEEP) $(NOTEBOOK_ARGS)
+
+notebooks: $(STAMP)
+	$(VENV)/bin/odyssey-notebooks $(SWEEP) $(NOTEBOOK_ARGS)
+
+lab: $(STAMP)
+	@$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install -e ".[notebooks]"
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks --ServerApp.ip=127.0.0.1 \
+		--ServerApp.port=$(LAB_PORT) --no-browser $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 # bench refuses (exit 3) to publish timings taken at load average >= 1.5; BENCH_ARGS=--force
 # measures anyway and marks the results busy.

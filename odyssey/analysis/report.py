@@ -18,6 +18,7 @@ from .fanova import FanovaResult
 from .findings import Finding, fmt, fmt_count, fmt_p, hyperparameter_findings, variant_findings
 from .importance import Skipped, fanova_by_task
 from .load import complete, load_sweep, load_sweeps, order_tasks, order_variants, space_of
+from .notebook_links import notebook_section
 from .stats import best_fraction, variant_tests
 
 
@@ -250,6 +251,7 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
                                "evidence": [f.evidence for f in found]})), ""]
 
     lines += finding_lines + variant_lines + hp_lines + lr_lines
+    lines += notebook_section(out)  # links results/<sweep>/notebooks/*.html when rendered
     lines += [f"_Written by odyssey-analyze in {time.time() - started:.0f} s._", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))

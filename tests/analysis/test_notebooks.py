@@ -1,4 +1,4 @@
-"""Both result notebooks run top to bottom on a small sweep (nbclient), and are stored clean."""
+"""The result notebooks run top to bottom on a small sweep (nbclient), and are stored clean."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
 @pytest.mark.slow
-# one task: one box-plot figure; fractions, marginals, interactions and learning rate
-@pytest.mark.parametrize(("name", "figures"), [("variants", 1), ("hyperparameters", 4)])
+# one task: one box-plot figure; fractions, marginals, interactions, learning rate, time;
+# time per cell and best curves
+@pytest.mark.parametrize(("name", "figures"),
+                         [("variants", 1), ("hyperparameters", 5), ("sweep", 2)])
 def test_notebook_runs_on_a_small_sweep(sweep_factory, name, figures, tmp_path):
     sweep_factory("nbsweep", tasks=("music",), variants=["V", "NFG", "CIFG"], n_trials=12)
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
