@@ -62,8 +62,8 @@ def mark_off_scale(ax, x: float, n: int, top: float, color: str = "black") -> No
     """A triangle at the top edge at x with the number of values above the axis."""
     if n:
         ax.plot([x], [top], marker="^", color=color, markersize=7, clip_on=False, zorder=5)
-        ax.annotate(f"{n} off scale", (x, top), xytext=(0, 6), textcoords="offset points",
-                    ha="center", va="bottom", fontsize="x-small", color=color,
+        ax.annotate(f"{n} off scale", (x, top), xytext=(10, -3), textcoords="offset points",
+                    ha="left", va="top", fontsize="x-small", color=color,
                     annotation_clip=False)
 
 
@@ -303,18 +303,18 @@ def learning_rate_scatter(frame: pd.DataFrame, task: str, *, metric: str = "test
     span = (limit - low) or 1.0
     for ax, v in zip(axes, variants, strict=False):
         part = frame[frame["variant"] == v]
+        n_all = len(part)
         off = part[part[metric] > limit]
         part = part[part[metric] <= limit]
         if len(off):  # off-scale trials: at the top edge, at their learning rate, counted
             ax.scatter(off["learning_rate"], np.full(len(off), limit + 0.05 * span), s=14,
                        marker="^", color="black", clip_on=False)
-            ax.text(0.98, 0.98, f"{len(off)} off scale (▲)", transform=ax.transAxes,
-                    ha="right", va="top", fontsize="x-small")
         points = ax.scatter(part["learning_rate"], part[metric], s=12,
                             c=part["hidden_size"] if hs is not None else PLAIN_COLOR,
                             norm=norm, cmap="plasma", alpha=0.8, edgecolors="none")
         ax.set_xscale("log")
-        ax.set_title(f"{v} (n={len(part)})", fontsize="medium")
+        ax.set_title(f"{v} (n={n_all}" + (f"; {len(off)} off scale ▲)" if len(off) else ")"),
+                     fontsize="medium")
         ax.grid(alpha=0.3)
     lr = {hp.name: hp for hp in space_of(frame)}.get("learning_rate")
     if lr is not None and lr.log:  # the whole searched range, shared by all panels
