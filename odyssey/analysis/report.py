@@ -78,6 +78,34 @@ def _tests_for_report(tests: pd.DataFrame, task: str, subset: str) -> pd.DataFra
         "verdict": sel["verdict"]})
 
 
+def _training_time_section(data: pd.DataFrame, opt: Options, tasks: list[str], fig_dir: Path,
+                           out: Path) -> list[str]:
+    """The paper's Fig. 4 time panel: predicted marginal training seconds per hyperparameter."""
+    lines = ["### Training time", "",
+             "The same fANOVA on each trial's recorded `train_seconds` (not capped; trials "
+             f"of {', '.join(opt.fanova_variants) if opt.fanova_variants else 'all variants'}), "
+             "as the paper's Fig. 4 shows beside the metric. Wall-clock seconds depend on the "
+             "machine and its load.", ""]
+    if "train_seconds" not in data.columns:
+        return lines + ["Not computed: the trials record no `train_seconds`.", ""]
+    timed = data.assign(train_seconds=pd.to_numeric(data["train_seconds"], errors="coerce"))
+    results = fanova_by_task(timed, metric="train_seconds", min_trials=opt.fanova_min_trials,
+                             n_trees=opt.fanova_trees, seed=opt.fanova_seed,
+                             min_samples_leaf=opt.fanova_min_samples_leaf,
+                             variants=opt.fanova_variants, progress=False, tasks=tasks,
+                             cap_iqr=None)
+    for task, res in results.items():
+        if isinstance(res, Skipped):
+            lines += [f"{task}: not computed: {res.reason}.", ""]
+            continue
+        png = figures.save(figures.marginals(res, metric_label="training seconds",
+                                             title=f"{task}: predicted training time "
+                                                   f"({res.n_samples} trials)"),
+                           fig_dir, f"training_time_{task}", opt.formats)
+        lines += [f"![{task} training time]({_rel(png, out)})", ""]
+    return lines
+
+
 def _per_variant_section(data: pd.DataFrame, opt: Options, tasks: list[str], fig_dir: Path,
                          tab_dir: Path, out: Path) -> list[str]:
     """One capped fANOVA per (task, variant): a table and a heat map of main-effect shares."""
@@ -312,6 +340,7 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
     if marg_tables:
         pd.concat(marg_tables).to_csv(tab_dir / "fanova_marginals.csv", index=False)
     hp_lines += _per_variant_section(data, opt, tasks, fig_dir, tab_dir, out)
+    hp_lines += _training_time_section(data, opt, tasks, fig_dir, out)
 
     # --- learning rate per variant -------------------------------------------------------------
     lr_lines = ["## Learning rate against the metric, per variant", ""]

@@ -92,5 +92,7 @@ def test_paper_verdicts_survive_a_few_diverged_trials(sweep_factory):
     text = path.read_text()
     assert "3 of 60 responses capped at" in text               # V's own fANOVA, capped
     assert (path.parent / "figures" / "fanova_by_variant_music.png").exists()
+    assert "figures/training_time_music.png" in text
+    assert "## The paper side by side" in text and "paper: JSB Chorales" in text
     shares = pd.read_csv(path.parent / "tables" / "fanova_by_variant.csv")
     assert set(shares["variant"]) == {"V", "NFG", "NOAF", "CIFG", "NP", "FGR"}
