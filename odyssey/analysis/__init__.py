@@ -11,7 +11,7 @@ Typical use (what the notebooks do):
 
 from .fanova import FanovaResult, fanova
 from .findings import Finding, hyperparameter_findings, variant_findings
-from .importance import Skipped, fanova_by_task
+from .importance import Skipped, cap_response, fanova_by_task, fanova_by_variant
 from .load import (
     complete,
     load_curves,
@@ -24,14 +24,15 @@ from .load import (
 )
 from .report import Options, analyze, write_report
 from .space import DEFAULT_SPACE, Hyperparameter
-from .stats import best_fraction, correct, variant_tests, welch
+from .stats import best_fraction, correct, mann_whitney, variant_tests, welch
 from .store import UnknownSweepError, list_sweeps, open_storage, storage_url
 
 __all__ = [
     "FanovaResult", "fanova", "Finding", "hyperparameter_findings", "variant_findings",
-    "Skipped", "fanova_by_task", "complete", "load_curves", "load_sweep", "load_sweeps",
+    "Skipped", "cap_response", "fanova_by_task", "fanova_by_variant", "complete",
+    "load_curves", "load_sweep", "load_sweeps",
     "order_tasks", "order_variants",
     "space_of", "trials_frame", "Options", "analyze", "write_report", "DEFAULT_SPACE",
-    "Hyperparameter", "best_fraction", "correct", "variant_tests", "welch",
+    "Hyperparameter", "best_fraction", "correct", "mann_whitney", "variant_tests", "welch",
     "UnknownSweepError", "list_sweeps", "open_storage", "storage_url",
 ]

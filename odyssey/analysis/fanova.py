@@ -100,6 +100,8 @@ class FanovaResult:
     pairs: list[tuple[int, int]]
     n_samples: int
     trees: list[_Tree] = field(repr=False)
+    n_capped: int = 0                     # responses lowered to `cap` before the fit
+    cap: float | None = None
 
     @property
     def names(self) -> list[str]:

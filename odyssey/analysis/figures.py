@@ -48,10 +48,30 @@ def log_ticks(axis, low: float, high: float) -> None:
         axis.set_minor_formatter(ticker.NullFormatter())
 
 
-def _box_stats(values: np.ndarray, label: str) -> dict:
+def bulk_top(values: np.ndarray, iqr: float = 3.0) -> float:
+    """Upper axis limit from the bulk: min(max, Q3 + iqr * IQR) (Tukey's far-out fence)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 1.0
+    q1, q3 = np.percentile(values, [25, 75])
+    return float(min(values.max(), q3 + iqr * (q3 - q1))) if q3 > q1 else float(values.max())
+
+
+def mark_off_scale(ax, x: float, n: int, top: float, color: str = "black") -> None:
+    """A triangle at the top edge at x with the number of values above the axis."""
+    if n:
+        ax.plot([x], [top], marker="^", color=color, markersize=7, clip_on=False, zorder=5)
+        ax.annotate(f"{n} off scale", (x, top), xytext=(10, -3), textcoords="offset points",
+                    ha="left", va="top", fontsize="x-small", color=color,
+                    annotation_clip=False)
+
+
+def _box_stats(values: np.ndarray, label: str, top: float = np.inf) -> dict:
     q1, med, q3 = np.percentile(values, [25, 50, 75])
-    return {"label": label, "med": med, "q1": q1, "q3": q3, "whislo": values.min(),
-            "whishi": values.max(), "mean": values.mean(), "fliers": []}
+    return {"label": label, "med": min(med, top), "q1": min(q1, top), "q3": min(q3, top),
+            "whislo": values.min(), "whishi": min(values.max(), top),
+            "mean": min(values.mean(), top), "fliers": []}
 
 
 def variant_boxes(data: dict[str, pd.DataFrame], tests: pd.DataFrame, task: str, *,
@@ -61,7 +81,8 @@ def variant_boxes(data: dict[str, pd.DataFrame], tests: pd.DataFrame, task: str,
 
     `data` maps subset ("all", "best") to complete trials. Box 25-75 %, whiskers the full range,
     white dot the mean, line the median; variants significantly worse / better than V are red /
-    green with a star; grey bars behind (right axis) are the mean parameter count.
+    green with a star; grey bars behind (right axis) are the mean parameter count. The y range
+    comes from the bulk (`bulk_top`); values above it are counted in a mark at the top edge.
     """
     subsets = [s for s in ("all", "best") if s in data]
     untested_shown = False
@@ -75,10 +96,13 @@ def variant_boxes(data: dict[str, pd.DataFrame], tests: pd.DataFrame, task: str,
         if not tests.empty:
             sel = tests[(tests["task"] == task) & (tests["subset"] == subset)]
             verdicts = dict(zip(sel["variant"], sel["verdict"], strict=True))
-        stats, params = [], []
+        stats, params, above = [], [], []
+        limit = bulk_top(frame[metric].to_numpy(float))
         for v in variants:
             part = frame[frame["variant"] == v]
-            stats.append(_box_stats(part[metric].to_numpy(float), v))
+            values = part[metric].to_numpy(float)
+            stats.append(_box_stats(values, v, limit))
+            above.append(int((values > limit).sum()))
             params.append(part["parameter_count"].mean() if "parameter_count" in part
                           else np.nan)
         pos = np.arange(len(variants))
@@ -112,6 +136,8 @@ def variant_boxes(data: dict[str, pd.DataFrame], tests: pd.DataFrame, task: str,
                             fontsize=14, fontweight="bold",
                             color=WORSE_COLOR if verdicts[v] == WORSE else BETTER_COLOR)
             ax.set_ylim(top=top + 0.12 * span)
+            for i, n in enumerate(above):
+                mark_off_scale(ax, i, n, top + 0.12 * span)
         ax.set_xticks(pos, variants)
         ax.set_ylabel(metric_label)
         title = SUBSET_TITLES[subset].format(pct=100 * fraction)
@@ -211,6 +237,28 @@ def variance_fractions(results: dict[str, FanovaResult]) -> Figure:
     return fig
 
 
+def variant_importance(shares: pd.DataFrame, task: str) -> Figure:
+    """Heat map for one task: variant (rows) x hyperparameter (columns), main-effect share.
+
+    `shares` holds columns task, variant, hyperparameter, mean (fraction of variance).
+    """
+    sel = shares[shares["task"] == task]
+    table = sel.pivot(index="variant", columns="hyperparameter", values="mean")
+    table = table.reindex(order_variants(table.index))
+    fig = Figure(figsize=(1.6 + 1.6 * table.shape[1], 1.0 + 0.45 * table.shape[0]),
+                 layout="constrained")
+    ax = fig.subplots()
+    img = ax.imshow(table.to_numpy(float), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    for (i, j), v in np.ndenumerate(table.to_numpy(float)):
+        ax.text(j, i, f"{100 * v:.0f}%", ha="center", va="center",
+                color="black" if v > 0.6 else "white", fontsize="small")
+    ax.set_xticks(range(table.shape[1]), table.columns)
+    ax.set_yticks(range(table.shape[0]), table.index)
+    ax.set_title(f"{task}: main-effect share of each hyperparameter, per variant")
+    fig.colorbar(img, ax=ax, format=ticker.PercentFormatter(1.0), label="fraction of variance")
+    return fig
+
+
 def interaction_maps(result: FanovaResult, *, top: int = 3, metric_label: str = "metric",
                      title: str = "", size: int = 40) -> Figure:
     """Heat maps of the predicted joint marginal of the `top` strongest pairs."""
@@ -249,17 +297,29 @@ def learning_rate_scatter(frame: pd.DataFrame, task: str, *, metric: str = "test
     norm = (colors.LogNorm(vmin=max(hs.min(), 1e-9), vmax=max(hs.max(), hs.min() * 1.01))
             if hs is not None and len(hs) else None)
     points = None
+    limit = bulk_top(frame[metric].to_numpy(float)) if len(frame) else 1.0
+    finite = frame[metric].to_numpy(float)
+    low = float(np.nanmin(finite)) if len(frame) else 0.0
+    span = (limit - low) or 1.0
     for ax, v in zip(axes, variants, strict=False):
         part = frame[frame["variant"] == v]
+        n_all = len(part)
+        off = part[part[metric] > limit]
+        part = part[part[metric] <= limit]
+        if len(off):  # off-scale trials: at the top edge, at their learning rate, counted
+            ax.scatter(off["learning_rate"], np.full(len(off), limit + 0.05 * span), s=14,
+                       marker="^", color="black", clip_on=False)
         points = ax.scatter(part["learning_rate"], part[metric], s=12,
                             c=part["hidden_size"] if hs is not None else PLAIN_COLOR,
                             norm=norm, cmap="plasma", alpha=0.8, edgecolors="none")
         ax.set_xscale("log")
-        ax.set_title(f"{v} (n={len(part)})", fontsize="medium")
+        ax.set_title(f"{v} (n={n_all}" + (f"; {len(off)} off scale ▲)" if len(off) else ")"),
+                     fontsize="medium")
         ax.grid(alpha=0.3)
     lr = {hp.name: hp for hp in space_of(frame)}.get("learning_rate")
     if lr is not None and lr.log:  # the whole searched range, shared by all panels
         axes[0].set_xlim(lr.low / 1.5, lr.high * 1.5)
+    axes[0].set_ylim(low - 0.03 * span, limit + 0.08 * span)
     for ax in axes[len(variants):]:
         ax.set_visible(False)
     for ax in axes[::ncols]:

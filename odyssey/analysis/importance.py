@@ -1,4 +1,15 @@
-"""fANOVA per task on a sweep's trial table, with the too-few-trials case made explicit."""
+"""fANOVA per task (and per variant) on a sweep's trial table, with a response cap.
+
+The cap, in the spirit of the original fanova's `cutoffs`: a diverged trial (an NLL in the
+thousands against a bulk near 15) would otherwise own most of the forest's variance, and the
+fANOVA would explain "which hyperparameters diverge" rather than "which ones matter". Values
+above Tukey's fence Q3 + k * IQR of the forest's own responses (k = 1.5 by default, the box
+plot's outlier rule) are set to that fence. The fence needs no knowledge of the task and is
+computed from the bulk; a capped trial keeps its rank at the top (it still counts as bad),
+but not its size. On a constructed sweep with 3 diverged of 60 V trials, learning rate's share
+is 0 % uncapped, about 50 ± 23 % at k = 3 and 70 ± 16 % at k = 1.5 (truth: it dominates); the
+report says how many were capped.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +21,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .fanova import FanovaResult, fanova
-from .load import order_tasks, space_of
+from .load import order_tasks, order_variants, space_of
 
 
 @dataclass
@@ -20,15 +31,63 @@ class Skipped:
     reason: str
 
 
+def cap_response(y: np.ndarray, iqr: float | None) -> tuple[np.ndarray, float | None, int]:
+    """y with values above Q3 + iqr * IQR set to that bound: (capped y, bound, number capped)."""
+    y = np.asarray(y, dtype=float)
+    if iqr is None or y.size == 0:
+        return y, None, 0
+    if iqr < 0:
+        raise ValueError(f"fanova cap_iqr must be >= 0 or null, got {iqr}")
+    q1, q3 = np.percentile(y, [25, 75])
+    bound = float(q3 + iqr * (q3 - q1))
+    over = y > bound
+    return np.minimum(y, bound), bound, int(over.sum())
+
+
+def _fit(part: pd.DataFrame, metric: str, space, min_trials: int, cap_iqr: float | None,
+         **forest) -> FanovaResult | Skipped:
+    """One capped fANOVA of `part`, or the reason it cannot be computed."""
+    missing = [hp.name for hp in space if hp.name not in part.columns]
+    if missing:
+        return Skipped(f"hyperparameters {missing} are not in the trial table")
+    part = part[np.isfinite(part[metric].astype(float))].dropna(subset=[hp.name for hp in space])
+    if len(part) < min_trials:
+        return Skipped(f"too few trials for fANOVA: {len(part)} complete, {min_trials} needed")
+    y, bound, n_capped = cap_response(part[metric].to_numpy(float), cap_iqr)
+    try:
+        res = fanova(part, y, space, **forest)
+    except ValueError as e:
+        return Skipped(str(e))
+    res.cap, res.n_capped = bound, n_capped
+    return res
+
+
+def fanova_by_variant(data: pd.DataFrame, *, metric: str = "test_metric", min_trials: int = 20,
+                      n_trees: int = 100, seed: int = 0, min_samples_leaf: int = 1,
+                      cap_iqr: float | None = 1.5, progress: bool = True
+                      ) -> dict[tuple[str, str], FanovaResult | Skipped]:
+    """One capped fANOVA of `metric` per (task, variant) present in `data`."""
+    space = space_of(data)
+    keys = [(t, v) for t in order_tasks(data["task"].unique())
+            for v in order_variants(data.loc[data["task"] == t, "variant"].unique())]
+    return {(t, v): _fit(data[(data["task"] == t) & (data["variant"] == v)], metric, space,
+                         min_trials, cap_iqr, n_trees=n_trees, seed=seed,
+                         min_samples_leaf=min_samples_leaf)
+            for t, v in tqdm(keys, desc="fANOVA per variant", unit="cell",
+                             disable=not progress)}
+
+
 def fanova_by_task(data: pd.DataFrame, *, metric: str = "test_metric", min_trials: int = 20,
                    n_trees: int = 100, seed: int = 0, min_samples_leaf: int = 1,
                    variants: Sequence[str] | None = None, progress: bool = True,
-                   tasks: Sequence[str] | None = None) -> dict[str, FanovaResult | Skipped]:
+                   tasks: Sequence[str] | None = None, cap_iqr: float | None = 1.5
+                   ) -> dict[str, FanovaResult | Skipped]:
     """fANOVA of `metric` for each task, pooling the trials of `variants` (default: all).
 
     `data` holds complete trials. A task with fewer than `min_trials` finite scores, or whose
     forest explains no variance, maps to a `Skipped` with the reason. `tasks` (default: the
-    tasks in `data`) lets a task without any complete trial be reported as such.
+    tasks in `data`) lets a task without any complete trial be reported as such. Responses
+    are capped by `cap_response(y, cap_iqr)` (None: not capped).
     """
     space = space_of(data)
     out: dict[str, FanovaResult | Skipped] = {}
@@ -37,19 +96,6 @@ def fanova_by_task(data: pd.DataFrame, *, metric: str = "test_metric", min_trial
         part = data[data["task"] == task]
         if variants is not None:
             part = part[part["variant"].isin([v.upper() for v in variants])]
-        part = part[np.isfinite(part[metric].astype(float))]
-        missing = [hp.name for hp in space if hp.name not in part.columns]
-        if missing:
-            out[task] = Skipped(f"hyperparameters {missing} are not in the trial table")
-            continue
-        part = part.dropna(subset=[hp.name for hp in space])
-        if len(part) < min_trials:
-            out[task] = Skipped(f"too few trials for fANOVA: {len(part)} complete, "
-                                f"{min_trials} needed")
-            continue
-        try:
-            out[task] = fanova(part, part[metric].to_numpy(float), space, n_trees=n_trees,
-                               seed=seed, min_samples_leaf=min_samples_leaf)
-        except ValueError as e:
-            out[task] = Skipped(str(e))
+        out[task] = _fit(part, metric, space, min_trials, cap_iqr, n_trees=n_trees, seed=seed,
+                         min_samples_leaf=min_samples_leaf)
     return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -16,10 +16,11 @@ import pandas as pd
 from . import figures
 from .fanova import FanovaResult
 from .findings import Finding, fmt, fmt_count, fmt_p, hyperparameter_findings, variant_findings
-from .importance import Skipped, fanova_by_task
+from .importance import Skipped, fanova_by_task, fanova_by_variant
 from .load import complete, load_sweep, load_sweeps, order_tasks, order_variants, space_of
 from .notebook_links import notebook_section
-from .stats import best_fraction, variant_tests
+from .paper import PAPER
+from .stats import BETTER, WORSE, best_fraction, variant_tests
 
 
 @dataclass
@@ -31,13 +32,14 @@ class Options:
     baseline: str = "V"
     best_fraction: float = 0.1
     alpha: float = 0.05
-    correction: str = "holm"
+    correction: str = "bonferroni"
     min_trials: int = 2
     fanova_min_trials: int = 20
     fanova_trees: int = 100
     fanova_seed: int = 0
     fanova_min_samples_leaf: int = 1
-    fanova_variants: list[str] | None = None
+    fanova_variants: list[str] | None = field(default_factory=lambda: ["V"])
+    fanova_cap_iqr: float | None = 1.5
     grid: int = 100
     top_pairs: int = 3
     little: float = 0.05
@@ -78,6 +80,114 @@ def _tests_for_report(tests: pd.DataFrame, task: str, subset: str) -> pd.DataFra
         "mean params": sel["mean_parameters"].map(fmt_count),
         "p": sel["p"].map(fmt_p), "p (corrected)": sel["p_adjusted"].map(fmt_p),
         "verdict": sel["verdict"]})
+
+
+def _training_time_section(data: pd.DataFrame, opt: Options, tasks: list[str], fig_dir: Path,
+                           out: Path) -> list[str]:
+    """The paper's Fig. 4 time panel: predicted marginal training seconds per hyperparameter."""
+    lines = ["### Training time", "",
+             "The same fANOVA on each trial's recorded `train_seconds` (not capped; trials "
+             f"of {', '.join(opt.fanova_variants) if opt.fanova_variants else 'all variants'}), "
+             "as the paper's Fig. 4 shows beside the metric. Wall-clock seconds depend on the "
+             "machine and its load.", ""]
+    if "train_seconds" not in data.columns:
+        return lines + ["Not computed: the trials record no `train_seconds`.", ""]
+    timed = data.assign(train_seconds=pd.to_numeric(data["train_seconds"], errors="coerce"))
+    results = fanova_by_task(timed, metric="train_seconds", min_trials=opt.fanova_min_trials,
+                             n_trees=opt.fanova_trees, seed=opt.fanova_seed,
+                             min_samples_leaf=opt.fanova_min_samples_leaf,
+                             variants=opt.fanova_variants, progress=False, tasks=tasks,
+                             cap_iqr=None)
+    for task, res in results.items():
+        if isinstance(res, Skipped):
+            lines += [f"{task}: not computed: {res.reason}.", ""]
+            continue
+        png = figures.save(figures.marginals(res, metric_label="training seconds",
+                                             title=f"{task}: predicted training time "
+                                                   f"({res.n_samples} trials)"),
+                           fig_dir, f"training_time_{task}", opt.formats)
+        lines += [f"![{task} training time]({_rel(png, out)})", ""]
+    return lines
+
+
+def _per_variant_section(data: pd.DataFrame, opt: Options, tasks: list[str], fig_dir: Path,
+                         tab_dir: Path, out: Path) -> list[str]:
+    """One capped fANOVA per (task, variant): a table and a heat map of main-effect shares."""
+    lines = ["### Per variant", "",
+             "One forest per (task, variant), same settings and cap; main-effect share of each "
+             "hyperparameter (mean ± std over trees). The paper shows V only. Table: "
+             "`tables/fanova_by_variant.csv`.", ""]
+    per = fanova_by_variant(data, metric=opt.metric, min_trials=opt.fanova_min_trials,
+                            n_trees=opt.fanova_trees, seed=opt.fanova_seed,
+                            min_samples_leaf=opt.fanova_min_samples_leaf,
+                            cap_iqr=opt.fanova_cap_iqr, progress=opt.progress)
+    rows = []
+    for (task, variant), res in per.items():
+        if isinstance(res, Skipped):
+            continue
+        main = res.main_effects()
+        rows += [{"task": task, "variant": variant, "hyperparameter": name, "mean": m,
+                  "std": sd, "trials": res.n_samples, "capped": res.n_capped}
+                 for name, m, sd in zip(main.index, main["mean"], main["std"], strict=True)]
+    skipped = sorted({f"{t}/{v}" for (t, v), r in per.items() if isinstance(r, Skipped)})
+    if not rows:
+        return lines + [f"Not computed: no (task, variant) has {opt.fanova_min_trials} complete "
+                        "trials.", ""]
+    shares = pd.DataFrame(rows)
+    shares.to_csv(tab_dir / "fanova_by_variant.csv", index=False)
+    for task in [t for t in tasks if (shares["task"] == t).any()]:
+        png = figures.save(figures.variant_importance(shares, task), fig_dir,
+                           f"fanova_by_variant_{task}", opt.formats)
+        sel = shares[shares["task"] == task]
+        wide = sel.assign(share=[f"{100 * m:.1f} ± {100 * s:.1f} %"
+                                 for m, s in zip(sel["mean"], sel["std"], strict=True)]
+                          ).pivot(index="variant", columns="hyperparameter", values="share")
+        wide = wide.reindex(order_variants(wide.index)).reset_index()
+        lines += [f"![{task} per-variant fANOVA]({_rel(png, out)})", "", md_table(wide), ""]
+    if skipped:
+        lines += [f"Too few trials for a per-variant fANOVA: {', '.join(skipped)}.", ""]
+    return lines
+
+
+def _paper_section(tests: pd.DataFrame, data: pd.DataFrame, results: dict, opt: Options,
+                   tasks: list[str], labels: dict) -> list[str]:
+    """Per task: the paper's numbers (labelled) beside this sweep's."""
+    lines = ["## The paper side by side", "",
+             "Columns marked *paper* are Greff et al.'s own numbers (DESIGN §5; best-10 % means "
+             "read from its Fig. 3, ± 0.1; * significantly different from V); the others are "
+             "this sweep's.", ""]
+    for task in tasks:
+        ref = PAPER.get(task)
+        if ref is None or not (data["task"] == task).any():
+            continue
+        best = tests[(tests["task"] == task) & (tests["subset"] == "best")].set_index("variant")
+        variants = order_variants(set(best.index) | set(ref.best10))
+        mark = {WORSE: "*", BETTER: "*"}
+        rows = pd.DataFrame({
+            "variant": variants,
+            f"paper: {ref.dataset} best 10 % ({ref.unit})": [ref.best10.get(v, "-")
+                                                              for v in variants],
+            f"this sweep: best {100 * opt.best_fraction:g} % mean ({labels.get(task, opt.metric)})":
+                [fmt(best.loc[v, "mean"]) + mark.get(best.loc[v, "verdict"], "")
+                 if v in best.index else "-" for v in variants]})
+        part = data[data["task"] == task]
+        top = part.loc[part[opt.select_by].idxmin()] if part[opt.select_by].notna().any() else None
+        lines += [f"### {task} (paper: {ref.dataset})", "", f"Note: {ref.corpus_note}.", "",
+                  md_table(rows), "",
+                  f"Best single result: paper {ref.best_single}; this sweep "
+                  + (f"{fmt(top[opt.metric])} ({top['variant']}, best by {opt.select_by})"
+                     if top is not None else "n/a") + ".", ""]
+        res = results.get(task)
+        if isinstance(res, FanovaResult):
+            main = res.main_effects()["mean"]
+            inter = float(res.pair_per_tree.sum(1).mean()) if res.pairs else float("nan")
+            terms = list(ref.shares)
+            ours = [f"{100 * main[t]:.1f} %" if t in main.index else "-" for t in terms[:-1]]
+            ours.append(f"{100 * inter:.1f} %" if inter == inter else "-")
+            lines += [md_table(pd.DataFrame({"fANOVA share": terms,
+                                             "paper (V, Fig. 5)": list(ref.shares.values()),
+                                             "this sweep": ours})), ""]
+    return lines
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -137,9 +247,11 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
     pct = f"{100 * opt.best_fraction:g} %"
     variant_lines = [
         "## Variants against " + opt.baseline, "",
-        f"Welch's t-test of each variant's {opt.metric} against {opt.baseline}'s, per task, on "
-        f"all complete trials and on the best {pct} of each variant by {opt.select_by} "
-        f"(ceil({opt.best_fraction:g} n) trials). P-values are corrected with "
+        f"As in the paper, the verdict compares the best {pct} of each variant by "
+        f"{opt.select_by} (ceil({opt.best_fraction:g} n) trials) with {opt.baseline}'s by "
+        f"Welch's t-test of {opt.metric}. All complete trials are compared too, beside it and "
+        "never deciding, by the Mann-Whitney U rank test (a few diverged trials cannot swamp "
+        "a rank test as they swamp a t-test's variances). P-values are corrected with "
         f"{'Holm' if opt.correction == 'holm' else 'Bonferroni'}'s method over the variants "
         f"tested in the same task and subset; a verdict is significant at α = {opt.alpha}. "
         f"A group needs at least {opt.min_trials} trials to be tested. Table: "
@@ -154,7 +266,8 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
         if not (data["task"] == task).any():
             variant_lines += ["No complete trials for this task.", ""]
             continue
-        for subset, title in (("all", "All trials"), ("best", f"Best {pct}")):
+        for subset, title in (("best", f"Best {pct} (Welch's t-test; decides the findings)"),
+                              ("all", "All trials (Mann-Whitney U rank test; shown beside)")):
             variant_lines += [f"{title} ({label}, lower is better):", "",
                               md_table(_tests_for_report(tests, task, subset)), ""]
 
@@ -163,7 +276,8 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
     results = fanova_by_task(data, metric=opt.metric, min_trials=opt.fanova_min_trials,
                              n_trees=opt.fanova_trees, seed=opt.fanova_seed,
                              min_samples_leaf=opt.fanova_min_samples_leaf,
-                             variants=opt.fanova_variants, progress=opt.progress, tasks=tasks)
+                             variants=opt.fanova_variants, progress=opt.progress, tasks=tasks,
+                             cap_iqr=opt.fanova_cap_iqr)
     done = {t: r for t, r in results.items() if isinstance(r, FanovaResult)}
     pooled = ("all variants pooled (what distinguishes the variants is then variance the "
               "forest cannot explain; `fanova.variants=[V]` analyses one)"
@@ -175,7 +289,13 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
         "split exactly, per tree, into main effects, pairwise interactions and the rest "
         "(higher order). Numbers are mean ± std over trees. Search space: "
         + ", ".join(f"{hp.name} in [{hp.low:g}, {hp.high:g}]{' (log)' if hp.log else ''}"
-                    for hp in space) + ".", ""]
+                    for hp in space) + ".", "",
+        ("Response cap (diverged trials): before each fit, values above Q3 + "
+         f"{opt.fanova_cap_iqr:g} × IQR of that fit's own responses (Tukey's far-out fence) "
+         "are set to the fence, so that a few diverged trials cannot own the forest's variance."
+         if opt.fanova_cap_iqr is not None
+         else "Responses are not capped (`fanova.cap_iqr=null`)."),
+        ""]
     fractions = []
     for task, res in results.items():
         if isinstance(res, FanovaResult):
@@ -214,6 +334,9 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
         table = table.sort_values(["kind", "mean"], ascending=[True, False],
                                   key=lambda s: s.map({"main": 0, "pair": 1, "rest": 2})
                                   if s.name == "kind" else s)
+        if res.cap is not None:
+            hp_lines += [f"{res.n_capped} of {res.n_samples} responses capped at "
+                         f"{fmt(res.cap)}.", ""]
         hp_lines += [f"{res.n_samples} trials. Predicted marginals (line: mean over trees, band: "
                      "± one standard deviation across trees):", "",
                      f"![{task} marginals]({_rel(png, out)})", "",
@@ -221,6 +344,8 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
                      md_table(table[["term", "kind", "fraction"]]), ""]
     if marg_tables:
         pd.concat(marg_tables).to_csv(tab_dir / "fanova_marginals.csv", index=False)
+    hp_lines += _per_variant_section(data, opt, tasks, fig_dir, tab_dir, out)
+    hp_lines += _training_time_section(data, opt, tasks, fig_dir, out)
 
     # --- learning rate per variant -------------------------------------------------------------
     lr_lines = ["## Learning rate against the metric, per variant", ""]
@@ -244,13 +369,17 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
         "Each finding of Greff et al. (DESIGN §5), judged per task: *agrees* (every task "
         "where it could be tested), *partly* (some tasks), *disagrees* (none), *inconclusive* "
         "(the effect is within its spread across trees), *not testable* (too few trials). "
-        "Variant claims use all trials for the verdict and show the best "
-        f"{pct} too (means of {opt.metric}, corrected p-values).", "",
+        f"Variant claims are judged, as in the paper, on the best {pct} of each variant by "
+        f"{opt.select_by} (Welch's t-test, means of {opt.metric}, corrected p-values); the "
+        "all-trials rank test (medians) is shown beside. Hyperparameter claims are judged on "
+        "the fANOVA of " + (", ".join(opt.fanova_variants) if opt.fanova_variants
+                            else "all variants pooled") + ".", "",
         md_table(pd.DataFrame({"finding": [f.claim for f in found],
                                "this sweep": [f"**{f.verdict}**" for f in found],
                                "evidence": [f.evidence for f in found]})), ""]
 
-    lines += finding_lines + variant_lines + hp_lines + lr_lines
+    paper_lines = _paper_section(tests, data, results, opt, tasks, labels)
+    lines += finding_lines + paper_lines + variant_lines + hp_lines + lr_lines
     lines += notebook_section(out)  # links results/<sweep>/notebooks/*.html when rendered
     lines += [f"_Written by odyssey-analyze in {time.time() - started:.0f} s._", ""]
     path = out / "report.md"

@@ -29,6 +29,8 @@ def options_from(cfg: DictConfig):
                    fanova_variants=(None if variants is None else
                                     [str(v) for v in OmegaConf.to_object(variants)]
                                     if not isinstance(variants, str) else [variants]),
+                   fanova_cap_iqr=(None if cfg.fanova.get("cap_iqr") is None
+                                   else float(cfg.fanova.cap_iqr)),
                    grid=int(cfg.fanova.grid), top_pairs=int(cfg.fanova.top_pairs),
                    little=float(cfg.findings.little),
                    interactions_little=float(cfg.findings.interactions_little),

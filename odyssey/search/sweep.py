@@ -21,6 +21,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import optuna
 import torch
 from omegaconf import OmegaConf
@@ -221,6 +222,10 @@ def run_trial(spec: SweepSpec, task: Task, study: optuna.Study, trial: optuna.Tr
              hp.input_noise, seed)
 
     def on_epoch(entry: dict[str, Any]) -> None:
+        # the learning curve in the store (optuna-dashboard, plot_intermediate_values); a
+        # non-finite score (a diverging epoch) is left out: Optuna's plots cannot draw it
+        if np.isfinite(entry["valid"]):
+            trial.report(float(entry["valid"]), int(entry["epoch"]))
         log.debug("%s trial %d epoch %d: train %.4f valid %.4f test %.4f", variant,
                   trial.number, entry["epoch"], entry["train_loss"], entry["valid"],
                   entry["test"])

@@ -33,11 +33,14 @@ def synthetic_metric(rng: np.random.Generator, p: dict, shift: float) -> float:
 
 def make_sweep(results: Path, name: str = "toy", *, tasks=("music",), variants=None,
                n_trials: int = 30, seed: int = 0, store: str = "journal",
-               n_failed: int = 1, n_untrained: int | None = None) -> Path:
+               n_failed: int = 1, n_untrained: int | None = None,
+               n_diverged: int = 0) -> Path:
     """A sweep folder results/<name>/ with config.yaml and an Optuna store as the sweep writes.
 
     Returns the sweep folder. `store` is "journal" (a journal file) or "sqlite". With
     `n_untrained`, every complete trial carries `untrained`, True for the first n per study.
+    The first `n_diverged` complete trials of each variant diverged without failing: their
+    scores are in the thousands (as a run that blew up but stayed finite).
     """
     folder = results / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -76,6 +79,8 @@ def make_sweep(results: Path, name: str = "toy", *, tasks=("music",), variants=N
                                     "fail_reason": "loss became nan at epoch 3"}))
                     continue
                 valid = synthetic_metric(rng, p, ALL_EFFECTS[variant])
+                if i < n_diverged:
+                    valid = float(10 ** rng.uniform(3, 4.5))
                 test = valid + float(rng.normal(0, 0.01))
                 curve = [{"epoch": e, "train_loss": 1.0 / (e + 1), "valid": valid + 0.1 / (e + 1),
                           "test": test + 0.1 / (e + 1)} for e in range(3)]

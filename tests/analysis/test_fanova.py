@@ -122,3 +122,16 @@ def test_one_tree_matches_brute_force_integration():
     assert res.pair_per_tree[0, 0] == pytest.approx((total - v1 - v2) / total, abs=5e-3)
     m = res.marginal("x1", 9)
     np.testing.assert_allclose(m["std"], 0.0)  # one tree: no spread
+
+
+def test_cap_response_lowers_only_far_out_values():
+    from odyssey.analysis import cap_response
+    y = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 1000.0])
+    capped, bound, n = cap_response(y, 3.0)
+    q1, q3 = np.percentile(y, [25, 75])
+    assert bound == pytest.approx(q3 + 3 * (q3 - q1)) and n == 1
+    assert capped[-1] == pytest.approx(bound) and (capped[:-1] == y[:-1]).all()
+    same, none, zero = cap_response(y, None)
+    assert none is None and zero == 0 and (same == y).all()
+    with pytest.raises(ValueError, match="cap_iqr"):
+        cap_response(y, -1.0)

@@ -43,28 +43,48 @@ def test_welch_verdicts_on_constructed_data():
     base = rng.normal(0.0, 1.0, 60)
     groups = {"V": base, "NFG": rng.normal(2.0, 3.0, 60), "CIFG": rng.normal(0.0, 1.0, 60),
               "FGR": rng.normal(-1.5, 0.5, 60), "NIG": np.array([1.0])}
-    table = variant_tests(_frame(groups), correction="holm")
-    all_ = table[table["subset"] == "all"].set_index("variant")
-    assert all_.loc["V", "verdict"] == BASELINE
-    assert all_.loc["NFG", "verdict"] == WORSE
-    assert all_.loc["FGR", "verdict"] == BETTER
-    assert all_.loc["CIFG", "verdict"] == SAME
-    assert all_.loc["NIG", "verdict"] == TOO_FEW and np.isnan(all_.loc["NIG", "p"])
+    # fraction 1: the "best" subset (Welch's test) holds every trial
+    table = variant_tests(_frame(groups), correction="holm", fraction=1.0)
+    best = table[table["subset"] == "best"].set_index("variant")
+    assert (best["test"] == "welch").all()
+    assert best.loc["V", "verdict"] == BASELINE
+    assert best.loc["NFG", "verdict"] == WORSE
+    assert best.loc["FGR", "verdict"] == BETTER
+    assert best.loc["CIFG", "verdict"] == SAME
+    assert best.loc["NIG", "verdict"] == TOO_FEW and np.isnan(best.loc["NIG", "p"])
     # raw p is scipy's Welch test; Holm over the three variants that could be tested
     raw = {v: stats.ttest_ind(groups[v], base, equal_var=False).pvalue
            for v in ("NFG", "CIFG", "FGR")}
     for v, p in raw.items():
-        assert all_.loc[v, "p"] == pytest.approx(p)
-    np.testing.assert_allclose(all_.loc[list(raw), "p_adjusted"],
+        assert best.loc[v, "p"] == pytest.approx(p)
+    np.testing.assert_allclose(best.loc[list(raw), "p_adjusted"],
                                correct(np.array(list(raw.values())), "holm"))
-    assert all_.loc["NFG", "mean_parameters"] == 300
-    assert all_.loc["NFG", "median"] == pytest.approx(np.median(groups["NFG"]))
-    bonf = variant_tests(_frame(groups), correction="bonferroni")
-    b = bonf[bonf["subset"] == "all"].set_index("variant")
+    assert best.loc["NFG", "mean_parameters"] == 300
+    assert best.loc["NFG", "median"] == pytest.approx(np.median(groups["NFG"]))
+    bonf = variant_tests(_frame(groups), fraction=1.0)  # Bonferroni is the default
+    b = bonf[bonf["subset"] == "best"].set_index("variant")
     assert b.loc["CIFG", "p_adjusted"] == pytest.approx(min(1.0, 3 * raw["CIFG"]))
+    # all trials: Mann-Whitney U, scipy's two-sided p
+    all_ = table[table["subset"] == "all"].set_index("variant")
+    assert (all_["test"] == "mann-whitney").all()
+    assert all_.loc["NFG", "p"] == pytest.approx(
+        stats.mannwhitneyu(groups["NFG"], base, alternative="two-sided").pvalue)
+    assert all_.loc["NFG", "verdict"] == WORSE and all_.loc["FGR", "verdict"] == BETTER
     # best 10 %: 6 trials per full group, NIG keeps its single trial -> too few
-    best = table[table["subset"] == "best"].set_index("variant")
-    assert best.loc["V", "n"] == 6 and best.loc["NIG", "verdict"] == TOO_FEW
+    tenth = variant_tests(_frame(groups))
+    tenth = tenth[tenth["subset"] == "best"].set_index("variant")
+    assert tenth.loc["V", "n"] == 6 and tenth.loc["NIG", "verdict"] == TOO_FEW
+
+
+def test_a_few_diverged_trials_cannot_swamp_the_all_trials_rank_test():
+    rng = np.random.default_rng(1)
+    worse = rng.normal(16.0, 0.5, 40)
+    worse[:3] = [5_000.0, 9_000.0, 30_000.0]          # diverged trials
+    table = variant_tests(_frame({"V": rng.normal(15.0, 0.5, 40), "NOAF": worse}))
+    row = table.set_index(["subset", "variant"]).loc[("all", "NOAF")]
+    assert row["verdict"] == WORSE
+    # Welch's test on the same values would not see it
+    assert stats.ttest_ind(worse, rng.normal(15.0, 0.5, 40), equal_var=False).pvalue > 0.05
 
 
 def test_no_spread_and_missing_baseline():

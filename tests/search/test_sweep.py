@@ -51,6 +51,9 @@ def test_one_worker_fills_every_study_and_records_the_contract(tmp_path):
                                      "input_noise"}
             assert t.user_attrs["momentum"] == pytest.approx(1 - t.params["one_minus_momentum"])
             assert len(t.user_attrs["curve"]) == t.user_attrs["epochs_run"]
+            # the learning curve as Optuna's intermediate values (optuna-dashboard draws it)
+            assert t.intermediate_values == {e["epoch"]: pytest.approx(e["valid"])
+                                             for e in t.user_attrs["curve"]}
             assert t.user_attrs["config"]["task"]["name"] == "toy"
             assert "torch" in t.user_attrs["versions"]
     assert (spec.sweep_dir / "config.yaml").exists()
