@@ -94,3 +94,23 @@ def test_no_spread_and_missing_baseline():
     assert set(table["verdict"]) == {TOO_FEW}
     with pytest.raises(ValueError, match="column"):
         variant_tests(pd.DataFrame({"task": [], "variant": []}))
+
+
+def test_other_cells_do_not_enlarge_the_paper_variants_family():
+    """Bonferroni over the paper's LSTM variants only: adding GRU, RNN or MUTs to a sweep
+    leaves NFG's adjusted p-value as it is; the other cells form their own family."""
+    rng = np.random.default_rng(0)
+
+    def group(variant, mean, n=20):
+        return pd.DataFrame({"task": "music", "variant": variant,
+                             "test_metric": rng.normal(mean, 0.1, n),
+                             "valid_metric": rng.normal(mean, 0.1, n)})
+
+    paper = [group("V", 1.0), group("NFG", 1.08), group("CIFG", 1.0)]
+    extra = [group("GRU", 1.0), group("RNN", 1.3), group("MUT1", 1.0), group("MUT2", 1.0)]
+    alone = variant_tests(pd.concat(paper), fraction=1.0).set_index(["subset", "variant"])
+    mixed = variant_tests(pd.concat(paper + extra), fraction=1.0).set_index(
+        ["subset", "variant"])
+    assert mixed.loc[("best", "NFG"), "p_adjusted"] == alone.loc[("best", "NFG"), "p_adjusted"]
+    p = mixed.loc[("best", "RNN"), "p"]
+    assert mixed.loc[("best", "RNN"), "p_adjusted"] == pytest.approx(min(1.0, 4 * p))
