@@ -18,6 +18,13 @@ def _use_fast(impl: str) -> bool:
     return impl != "reference" and fast.extension(required=impl == "cpp") is not None
 
 
+def _init_normal(cell: nn.Module) -> None:
+    """Every parameter of a cell from N(0, cell.init_std) (Greff et al.)."""
+    with torch.no_grad():
+        for p in cell.parameters():
+            p.normal_(0.0, cell.init_std)
+
+
 class LSTMFamilyCell(nn.Module):
     """Parameters of one direction of an LSTM-family variant and its sequence loop.
 
@@ -49,11 +56,10 @@ class LSTMFamilyCell(nn.Module):
         is a shift of -forget_bias on the input-gate bias. NFG has no f to shift. A variant
         whose spec fixes `forget_bias` (LSTMB: +1) uses that shift whatever the argument.
         """
-        with torch.no_grad():
-            for p in self.parameters():
-                p.normal_(0.0, self.init_std)
-            if self.forget_bias:
-                h = self.hidden_size
+        _init_normal(self)
+        if self.forget_bias:
+            h = self.hidden_size
+            with torch.no_grad():
                 if self.spec.forget_gate:
                     k = self.spec.blocks.index("f")
                     self.bias[k * h:(k + 1) * h] += self.forget_bias
@@ -89,9 +95,7 @@ class TorchParamCell(nn.Module):
 
     def reset_parameters(self) -> None:
         """All weights from N(0, init_std), as for the LSTM family."""
-        with torch.no_grad():
-            for p in self.parameters():
-                p.normal_(0.0, self.init_std)
+        _init_normal(self)
 
     def sequence(self, x: Tensor) -> Tensor:
         """y (T, B, H) for x (T, B, I), all sequences starting at t = 0.
@@ -131,9 +135,7 @@ class MutCell(nn.Module):
 
     def reset_parameters(self) -> None:
         """All weights from N(0, init_std), as for the LSTM family."""
-        with torch.no_grad():
-            for p in self.parameters():
-                p.normal_(0.0, self.init_std)
+        _init_normal(self)
 
     def sequence(self, x: Tensor) -> Tensor:
         """y (T, B, H) for x (T, B, I), all sequences starting at t = 0."""
