@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from odyssey.cells import LSTM_FAMILY, VARIANTS, build_layer, spec
+from odyssey.cells import ALL_VARIANTS, LSTM_FAMILY, build_layer, spec
 from odyssey.cells.reference import lstm_sequence, lstm_step
 
 from .equations import run_equations
@@ -176,7 +176,7 @@ def test_fgr_previous_gates_feed_in():
 
 # --- autograd, padding --------------------------------------------------------------------
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_gradcheck(variant, bidirectional):
     torch.manual_seed(11)
@@ -195,7 +195,7 @@ def test_gradcheck(variant, bidirectional):
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_outputs_do_not_depend_on_padding_or_batch(variant, bidirectional):
     torch.manual_seed(13)
