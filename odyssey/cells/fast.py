@@ -10,6 +10,7 @@ and falls back to the reference loops (PyTorch's kernels for GRU and RNN).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import threading
@@ -71,8 +72,11 @@ def _build() -> Any:
     except ImportError:
         pass
     cflags = _cflags()
+    # the source's hash in the name: checkouts of different versions (worktrees, upgrades)
+    # sharing one extensions folder never load or overwrite each other's builds
+    digest = hashlib.sha256(_SOURCE.read_bytes()).hexdigest()[:10]
     name = "odyssey_lstm_" + ("avx512" if "-mavx512f" in cflags
-                              else "avx2" if "-mavx2" in cflags else "base")
+                              else "avx2" if "-mavx2" in cflags else "base") + "_" + digest
     cpp_extension.load(name=name, sources=[str(_SOURCE)], extra_cflags=cflags,
                        extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
     return torch.ops.odyssey_lstm

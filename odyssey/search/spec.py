@@ -49,6 +49,7 @@ class SweepSpec:
     seed: int
     worker: int
     threads: int
+    parallel_trials: int
     train: TrainSettings
     distributions: dict[str, BaseDistribution]
     sampler: str
@@ -119,6 +120,7 @@ class SweepSpec:
         seed = _int(cfg, "seed", 0)
         worker = _int(cfg, "worker", 0) if "worker" in cfg else 0
         threads = _int(cfg, "threads", 1) if "threads" in cfg else 1
+        parallel = _int(cfg, "parallel_trials", 1) if "parallel_trials" in cfg else 1
 
         if not isinstance(resolved["train"], dict):
             raise SweepConfigError("train must be a mapping of training settings")
@@ -165,7 +167,7 @@ class SweepSpec:
         resolved["results_dir"] = str(results_dir)
         return cls(sweep_name=name, results_dir=results_dir, task_name=task["name"],
                    task_options=task_options, variants=variants, trials_per_variant=trials,
-                   seed=seed, worker=worker, threads=threads, train=train,
+                   seed=seed, worker=worker, threads=threads, parallel_trials=parallel, train=train,
                    distributions=dists, sampler=sampler, n_startup_trials=n_startup,
                    storage_url=url, heartbeat_interval=beats["heartbeat_interval"],
                    grace_period=beats["grace_period"], config=resolved)

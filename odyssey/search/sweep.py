@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from ..tasks import Task, load_task
-from ..training import Hyperparameters, train
+from ..training import Hyperparameters, TrainResult, TrialJob, train_pack
 from .liveness import Heartbeat, WorkerId, process_alive, same_machine
 from .progress import (
     best_so_far,
@@ -48,7 +48,7 @@ log = logging.getLogger("odyssey.sweep")
 # a running trial that has not yet recorded its worker is stale after this long
 UNOWNED_GRACE_S = 300
 # settings that may differ between runs of one sweep without changing what a trial means
-RUN_LOCAL_TRAIN_KEYS = ("device", "impl", "eval_batch_size")
+RUN_LOCAL_TRAIN_KEYS = ("device", "impl", "eval_batch_size", "fused")
 
 
 @dataclass
@@ -203,12 +203,11 @@ def _claim_holds(study: optuna.Study, number: int, n: int) -> bool:
     return before < n
 
 
-def run_trial(spec: SweepSpec, task: Task, study: optuna.Study, trial: optuna.Trial,
-              variant: str) -> str:
-    """Train one trial and tell the store; returns "complete" or "diverged".
+def start_trial(spec: SweepSpec, study: optuna.Study, trial: optuna.Trial,
+                variant: str) -> TrialJob:
+    """Record a new trial's seed, hyperparameters and provenance; the job that trains it.
 
-    An exception other than divergence is recorded on the trial (fail_kind "error",
-    or "interrupted" for Ctrl-C) and re-raised: it is a fault to fix, not a result.
+    Each epoch's validation score goes to the store as an intermediate value.
     """
     seed = trial_seed(spec.seed, study.study_name, trial.number, "train")
     params = suggest(trial, spec.distributions)
@@ -226,20 +225,18 @@ def run_trial(spec: SweepSpec, task: Task, study: optuna.Study, trial: optuna.Tr
         # non-finite score (a diverging epoch) is left out: Optuna's plots cannot draw it
         if np.isfinite(entry["valid"]):
             trial.report(float(entry["valid"]), int(entry["epoch"]))
-        log.debug("%s trial %d epoch %d: train %.4f valid %.4f test %.4f", variant,
+        log.debug("%s trial %d epoch %d: train %.4f valid %.4f test %s", variant,
                   trial.number, entry["epoch"], entry["train_loss"], entry["valid"],
-                  entry["test"])
+                  "-" if entry["test"] is None else f"{entry['test']:.4f}")
 
-    try:
-        with Heartbeat(study._storage, trial._trial_id):
-            result = train(task, variant, hp, spec.train, seed, on_epoch=on_epoch)
-    except BaseException as e:
-        kind = "error" if isinstance(e, Exception) else "interrupted"
-        trial.set_user_attr("fail_kind", kind)
-        trial.set_user_attr("fail_reason", f"{kind}: {type(e).__name__}: {e}")
-        trial.set_user_attr("traceback", traceback.format_exc())
-        study.tell(trial, state=TrialState.FAIL)
-        raise
+    return TrialJob(variant, hp, seed, on_epoch,
+                    tag=(study, trial, Heartbeat(study._storage, trial._trial_id).__enter__()))
+
+
+def finish_trial(task: Task, job: TrialJob, result: TrainResult) -> str:
+    """Tell the store a trial's result; "complete", "diverged" or "overtaken"."""
+    study, trial, heartbeat = job.tag
+    heartbeat.__exit__(None, None, None)
     try:
         for key, value in result.as_dict().items():
             if key not in ("status", "fail_reason"):
@@ -259,14 +256,53 @@ def run_trial(spec: SweepSpec, task: Task, study: optuna.Study, trial: optuna.Tr
         # another worker judged this trial stale (a heartbeat missed for longer than the
         # grace period): it has been replaced, so this result is dropped, not counted twice
         log.warning("%s trial %d was marked stale by another worker while it ran; its "
-                    "result is dropped", variant, trial.number)
+                    "result is dropped", job.variant, trial.number)
         return "overtaken"
+
+
+def abort_trial(job: TrialJob, error: BaseException) -> None:
+    """Record a trial that an exception (a fault, or Ctrl-C) ended, and close it as failed.
+
+    An error is a fault to fix, not a result: the caller re-raises it.
+    """
+    study, trial, heartbeat = job.tag
+    heartbeat.__exit__(None, None, None)
+    kind = "error" if isinstance(error, Exception) else "interrupted"
+    try:
+        trial.set_user_attr("fail_kind", kind)
+        trial.set_user_attr("fail_reason", f"{kind}: {type(error).__name__}: {error}")
+        trial.set_user_attr("traceback", "".join(traceback.format_exception(error)))
+        study.tell(trial, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
+
+
+def run_trial(spec: SweepSpec, task: Task, study: optuna.Study, trial: optuna.Trial,
+              variant: str) -> str:
+    """Train one trial alone and tell the store; returns "complete" or "diverged".
+
+    An exception other than divergence is recorded on the trial (fail_kind "error",
+    or "interrupted" for Ctrl-C) and re-raised: it is a fault to fix, not a result.
+    """
+    outcome: list[str] = []
+    job = start_trial(spec, study, trial, variant)
+    jobs = [job]
+    try:
+        train_pack(task, spec.train, lambda: jobs.pop() if jobs else None,
+                   lambda j, r: outcome.append(finish_trial(task, j, r)))
+    except BaseException as e:
+        if not outcome:
+            abort_trial(job, e)
+        raise
+    return outcome[0]
 
 
 def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerReport:
     """Run trials until every study of the sweep holds `trials_per_variant` of them.
 
-    `max_trials` stops this worker after that many trials (for tests and short shifts).
+    `spec.parallel_trials` trials train at once as a pack (each as it would alone); a slot
+    that frees takes the next trial at once. `max_trials` stops this worker after starting
+    that many trials (for tests and short shifts).
     """
     started = time.perf_counter()
     report = WorkerReport()
@@ -282,52 +318,77 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
     studies = open_studies(spec, task, storage, sampler)
     me = WorkerId.current(spec.worker)
     n = spec.trials_per_variant
-    log.info("worker %d (pid %d) on sweep %s: task %s, %d variants x %d trials, store %s",
-             spec.worker, me.pid, spec.sweep_name, spec.task_name, len(spec.variants), n,
-             mask_url(spec.storage_url))
+    log.info("worker %d (pid %d) on sweep %s: task %s, %d variants x %d trials, %d at once, "
+             "store %s", spec.worker, me.pid, spec.sweep_name, spec.task_name,
+             len(spec.variants), n, spec.parallel_trials, mask_url(spec.storage_url))
     beats = storage.get_heartbeat_interval() if hasattr(
         storage, "get_heartbeat_interval") else None
-    waited_since: float | None = None
-    while max_trials is None or report.trials_run < max_trials:
-        report.stale_replaced += fail_stale_trials(studies, me, spec.grace_period)
-        variant = _pick(studies, n, spec.worker)
-        if variant is None:
-            # full, but trials on other machines may still die: never end short in silence
-            left = _running_elsewhere(studies, me)
-            if not left:
-                break
-            if not beats:
-                log.warning("worker %d stops with %d trial(s) still running on other "
-                            "machines, which a journal store cannot watch: %s; if they never "
-                            "finish, a rerun after %d s replaces them", spec.worker,
-                            len(left), ", ".join(left), UNOWNED_GRACE_S)
-                break
-            if waited_since is None:
-                waited_since = time.monotonic()
-                log.info("worker %d: every slot is taken; waiting for %d trial(s) running "
-                         "elsewhere to finish or go stale (grace %s s): %s", spec.worker,
-                         len(left), spec.grace_period, ", ".join(left))
-            time.sleep(beats)
-            continue
-        waited_since = None
-        study = studies[variant]
-        with warnings.catch_warnings():  # we keep heartbeats ourselves (liveness.Heartbeat)
-            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
-            trial = study.ask()
-        if beats:  # at once, so a worker dying before its first trial beat is still seen
-            storage.record_heartbeat(trial._trial_id)
-        trial.set_user_attr("worker", me.as_dict())
-        if not _claim_holds(study, trial.number, n):
-            trial.set_user_attr("fail_kind", "claim_lost")
-            trial.set_user_attr("fail_reason", "not run: another worker took the study's "
-                                "last slot at the same moment")
-            study.tell(trial, state=TrialState.FAIL)
-            report.claims_lost += 1
-            continue
-        outcome = run_trial(spec, task, study, trial, variant)
-        report.trials_run += 1
+    active: list[TrialJob] = []
+
+    def next_job() -> TrialJob | None:
+        """The next trial to train: asked from the study with fewest trials, its claim held."""
+        while max_trials is None or report.trials_run < max_trials:
+            report.stale_replaced += fail_stale_trials(studies, me, spec.grace_period)
+            variant = _pick(studies, n, spec.worker)
+            if variant is None:
+                return None
+            study = studies[variant]
+            with warnings.catch_warnings():  # we keep heartbeats ourselves (liveness)
+                warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+                trial = study.ask()
+            if beats:  # at once, so a worker dying before its first trial beat is still seen
+                storage.record_heartbeat(trial._trial_id)
+            trial.set_user_attr("worker", me.as_dict())
+            if not _claim_holds(study, trial.number, n):
+                trial.set_user_attr("fail_kind", "claim_lost")
+                trial.set_user_attr("fail_reason", "not run: another worker took the study's "
+                                    "last slot at the same moment")
+                study.tell(trial, state=TrialState.FAIL)
+                report.claims_lost += 1
+                continue
+            report.trials_run += 1
+            job = start_trial(spec, study, trial, variant)
+            active.append(job)
+            return job
+        return None
+
+    def on_result(job: TrialJob, result: TrainResult) -> None:
+        active.remove(job)
+        outcome = finish_trial(task, job, result)
         setattr(report, outcome, getattr(report, outcome) + 1)
-        _log_progress(studies, study, trial, variant, outcome, n, me)
+        study, trial, _ = job.tag
+        _log_progress(studies, study, trial, job.variant, outcome, n, me)
+
+    waited_since: float | None = None
+    while True:
+        try:
+            train_pack(task, spec.train, next_job, on_result, capacity=spec.parallel_trials)
+        except BaseException as e:
+            for job in list(active):
+                abort_trial(job, e)
+            raise
+        if max_trials is not None and report.trials_run >= max_trials:
+            break
+        report.stale_replaced += fail_stale_trials(studies, me, spec.grace_period)
+        if _pick(studies, n, spec.worker) is not None:
+            waited_since = None
+            continue
+        # full, but trials on other machines may still die: never end short in silence
+        left = _running_elsewhere(studies, me)
+        if not left:
+            break
+        if not beats:
+            log.warning("worker %d stops with %d trial(s) still running on other "
+                        "machines, which a journal store cannot watch: %s; if they never "
+                        "finish, a rerun after %d s replaces them", spec.worker,
+                        len(left), ", ".join(left), UNOWNED_GRACE_S)
+            break
+        if waited_since is None:
+            waited_since = time.monotonic()
+            log.info("worker %d: every slot is taken; waiting for %d trial(s) running "
+                     "elsewhere to finish or go stale (grace %s s): %s", spec.worker,
+                     len(left), spec.grace_period, ", ".join(left))
+        time.sleep(beats)
     report.seconds = time.perf_counter() - started
     log.info("worker %d done: %d trials (%d complete, %d diverged) in %.0f s; %d stale "
              "replaced, %d lost claims", spec.worker, report.trials_run, report.complete,

@@ -124,17 +124,41 @@ class Task(ABC):
 
     # -- batching -------------------------------------------------------------------------
     def batches(self, split: str, batch_size: int, *, shuffle: bool = False,
-                generator: np.random.Generator | None = None) -> Iterator[Batch]:
-        """Padded batches of `split`; shuffled with `generator` when asked."""
+                generator: np.random.Generator | None = None,
+                by_length: bool = False) -> Iterator[Batch]:
+        """Padded batches of `split`; shuffled with `generator` when asked, or sorted by
+        length (`by_length`: evaluation, where it keeps padding small and changes no sum).
+
+        Batches of one sequence and length-sorted batches are built once and reused (the
+        paper's batch size of 1 would otherwise pad every sequence again in every epoch);
+        they must not be modified in place.
+        """
         sset = self.splits[split]
         order = np.arange(len(sset))
         if shuffle:
             (generator or np.random.default_rng()).shuffle(order)
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            x, lengths = pad_time_major([sset.inputs[k] for k in idx], torch.float32)
-            targets, target_lengths = self.collate_targets([sset.targets[k] for k in idx])
-            yield Batch(x, lengths, targets, target_lengths)
+        elif by_length:
+            order = np.argsort([len(x) for x in sset.inputs], kind="stable")
+        cached = batch_size == 1 or (by_length and not shuffle)
+        if not cached:
+            for start in range(0, len(order), batch_size):
+                yield self._collate(sset, order[start:start + batch_size])
+            return
+        key = (split, batch_size if by_length else 1, id(sset), len(sset))
+        cache = self.__dict__.setdefault("_batch_cache", {})
+        if key not in cache:
+            cache[key] = ([self._collate(sset, order[s:s + batch_size])
+                           for s in range(0, len(order), batch_size)] if batch_size > 1
+                          else [self._collate(sset, [k]) for k in range(len(sset))])
+        if batch_size > 1:
+            yield from cache[key]
+        else:
+            yield from (cache[key][k] for k in order)
+
+    def _collate(self, sset: SequenceSet, idx: np.ndarray | list[int]) -> Batch:
+        x, lengths = pad_time_major([sset.inputs[k] for k in idx], torch.float32)
+        targets, target_lengths = self.collate_targets([sset.targets[k] for k in idx])
+        return Batch(x, lengths, targets, target_lengths)
 
     @abstractmethod
     def collate_targets(self, targets: list[np.ndarray]) -> tuple[Tensor, Tensor | None]:
@@ -180,7 +204,7 @@ class Task(ABC):
         network.eval()
         sums: dict[str, list[float]] = {}
         try:
-            for batch in self.batches(split, batch_size):
+            for batch in self.batches(split, batch_size, by_length=True):
                 batch = batch.to(device)
                 out = network(batch.x, batch.lengths)
                 for key, (num, den) in self.score(out, batch).items():

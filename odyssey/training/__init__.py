@@ -5,9 +5,12 @@ from .trainer import (
                       Hyperparameters,
                       TrainResult,
                       TrainSettings,
+                      TrialJob,
                       effective_learning_rate,
                       train,
+                      train_pack,
 )
 
 __all__ = ["Divergence", "Hyperparameters", "TrainResult", "TrainSettings",
-           "effective_learning_rate", "train"]
+           "TrialJob",
+           "effective_learning_rate", "train", "train_pack"]

@@ -1,4 +1,4 @@
-"""One trial of the paper protocol (DESIGN §4): train a network, early-stop, report.
+"""Trials of the paper protocol (DESIGN §4): train networks, early-stop, report.
 
 SGD with Nesterov momentum, the learning rate scaled by (1 - momentum) so that the step
 size in steady state does not depend on the momentum; one update per minibatch (per
@@ -9,13 +9,20 @@ ties and the validation loss improves, so a CTC network still leaving its all-bl
 plateau is not stopped; "metric" is the metric alone); the trial's result is the test
 score at the best-validation epoch. A non-finite loss or
 metric ends the trial as failed, with the reason.
+
+Packed training (DESIGN §6): `train_pack` advances up to `capacity` trials together, one
+batch each per step; a trial that ends hands its slot to the next at once. Each trial keeps
+its own network, seed, sequence order, noise, optimizer state and early stopping, and its
+arithmetic is the same as alone: `train` is a pack of one. LSTM-family, GRU and RNN networks
+on the CPU take the fused kernels (packed.py), two C++ calls per pack step; other cells and
+devices take the autograd step, one trial after the other.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -24,6 +31,7 @@ import torch
 
 from ..cells import IMPLS, canonical
 from ..tasks.base import Batch, Task
+from . import packed
 
 STOPPING_RULES = ("metric_or_loss", "metric")
 # two validation metrics this close count as a tie (CER 1.0 == 1.0 on a blank plateau)
@@ -99,6 +107,10 @@ class TrainSettings:
     # when an epoch counts as a validation gain (see `improves`): "metric_or_loss" or
     # "metric" (the literal reading of the paper's rule)
     stopping: str = "metric_or_loss"
+    # the LSTM family, GRU and RNN on the CPU train on the fused kernels (forward, backward
+    # and SGD step in C++, packed.py); false: autograd and torch.optim for every cell, the
+    # path before packed training (same results up to float rounding)
+    fused: bool = True
 
     def __post_init__(self) -> None:
         if self.stopping not in STOPPING_RULES:
@@ -106,6 +118,8 @@ class TrainSettings:
                              f"got {self.stopping!r}")
         if self.loss not in ("sequence", "step"):
             raise ValueError(f"train.loss must be 'sequence' or 'step', got {self.loss!r}")
+        if not isinstance(self.fused, bool):
+            raise ValueError(f"train.fused must be true or false, got {self.fused!r}")
         if not isinstance(self.scale_lr_with_batch, bool):
             raise ValueError("train.scale_lr_with_batch must be true or false, got "
                              f"{self.scale_lr_with_batch!r}")
@@ -155,7 +169,7 @@ class TrainResult:
         return asdict(self)
 
 
-def _finite(value: float) -> bool:
+def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
@@ -173,76 +187,267 @@ def effective_learning_rate(hp: Hyperparameters, settings: TrainSettings) -> flo
     return hp.learning_rate * scale * (1.0 - hp.momentum)
 
 
+@dataclass
+class TrialJob:
+    """One trial for a pack: what `train` takes, and the caller's handle `tag`."""
+
+    variant: str
+    hp: Hyperparameters
+    seed: int
+    on_epoch: Callable[[dict[str, Any]], None] | None = None
+    tag: Any = None
+
+
+class _Run:
+    """One trial's state inside a pack: its network, optimizer, RNGs, epoch and result."""
+
+    def __init__(self, task: Task, job: TrialJob, settings: TrainSettings,
+                 device: torch.device) -> None:
+        self.task, self.job, self.settings, self.device = task, job, settings, device
+        self.wall, self.cpu = 0.0, 0.0  # this trial's share of the pack's time
+        t0, c0 = time.perf_counter(), time.process_time()
+        hp = job.hp
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(job.seed)
+            net = task.build_network(canonical(job.variant), hp.hidden_size,
+                                     forget_bias=settings.forget_bias,
+                                     init_std=settings.init_std, impl=settings.impl)
+        net.to(device)
+        self.net = net
+        self.result = TrainResult(status="complete", parameter_count=net.parameter_count(),
+                                  recurrent_parameter_count=net.recurrent_parameter_count())
+        self.lr, self.momentum = effective_learning_rate(hp, settings), hp.momentum
+        self.fused = (settings.fused and packed.fusable(net, device, settings.impl)
+                      and not getattr(hp, "dropout", 0.0))
+        if self.fused:
+            self.kind = packed.kind(net)
+            self.params = packed.slot_tensors(net)
+            self.buffers = [torch.zeros_like(t) for t in self.params]
+        else:
+            self.optimizer = torch.optim.SGD(net.parameters(), lr=self.lr, momentum=hp.momentum,
+                                             nesterov=hp.momentum > 0)
+        self.order_rng = np.random.default_rng(job.seed)
+        self.noise_rng = torch.Generator(device=device)
+        self.noise_rng.manual_seed(job.seed)
+        self.objective = task.sequence_loss if settings.loss == "sequence" else task.loss
+        self.epoch, self.batch_index = 0, 0
+        self.losses: list[float] = []
+        self.best_valid, self.best_loss = math.inf, math.inf
+        self._batches: Iterator[Batch] | None = None
+        self.charge(time.perf_counter() - t0, time.process_time() - c0)
+
+    def charge(self, wall: float, cpu: float) -> None:
+        self.wall += wall
+        self.cpu += cpu
+
+    def next_batch(self) -> Batch | None:
+        """The next training batch; None once the trial has ended (evaluating at each epoch's
+        end, which may stop it). Raises Divergence on a non-finite validation score."""
+        while True:
+            if self._batches is None:
+                self.epoch += 1
+                self.batch_index, self.losses = 0, []
+                self._batches = self.task.batches("train", self.settings.batch_size,
+                                                  shuffle=True, generator=self.order_rng)
+            batch = next(self._batches, None)
+            if batch is not None:
+                self.batch_index += 1
+                return batch.to(self.device)
+            self._batches = None
+            if self._end_epoch():
+                return None
+
+    def noisy(self, batch: Batch) -> torch.Tensor:
+        return _noisy(batch, self.job.hp.input_noise, self.noise_rng)
+
+    def record_loss(self, value: float) -> None:
+        if not math.isfinite(value):
+            raise Divergence(f"training loss became {value} at epoch {self.epoch}, "
+                             f"batch {self.batch_index}")
+        self.losses.append(value)
+
+    def autograd_step(self, batch: Batch) -> None:
+        """One update through autograd and torch.optim (cells without fused kernels)."""
+        loss = self.objective(self.net(self.noisy(batch), batch.lengths), batch)
+        self.record_loss(float(loss.detach()))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def _end_epoch(self) -> bool:
+        """Score the epoch, record it, apply early stopping; True when the trial is over.
+
+        The test split is scored only at epochs whose validation score is a gain: the
+        result (the test score at the best epoch) is the same, for about half the cost.
+        """
+        task, settings, result, epoch = self.task, self.settings, self.result, self.epoch
+        valid = task.evaluate(self.net, "valid", settings.eval_batch_size, self.device)
+        v = valid[task.metric]
+        if not _finite(v):
+            raise Divergence(f"validation {task.metric} became {v} at epoch {epoch}")
+        loss_key = task.valid_loss_key
+        if loss_key not in valid:
+            raise KeyError(f"task {task.name}: valid_loss_key {loss_key!r} is not among "
+                           f"its evaluate() keys {sorted(valid)}")
+        vl = float(valid[loss_key])
+        gain = improves(v, vl if _finite(vl) else None, self.best_valid, self.best_loss,
+                        settings.stopping)
+        t = None
+        if gain:
+            test = task.evaluate(self.net, "test", settings.eval_batch_size, self.device)
+            t = test[task.metric]
+            if not _finite(t):
+                raise Divergence(f"test {task.metric} became {t} at epoch {epoch}")
+            self.best_valid, self.best_loss = v, vl
+            result.valid_metric, result.test_metric, result.best_epoch = v, t, epoch
+            result.extra_metrics = {f"{split}_{key}": float(val)
+                                    for split, scores in (("valid", valid), ("test", test))
+                                    for key, val in scores.items() if key != task.metric}
+        entry = {"epoch": epoch, "train_loss": float(np.mean(self.losses)), "valid": v,
+                 "test": t, "valid_loss": vl}
+        result.curve.append(entry)
+        result.epochs_run = epoch
+        if self.job.on_epoch is not None:
+            self.job.on_epoch(entry)
+        return epoch >= settings.max_epochs or epoch - result.best_epoch >= settings.patience
+
+    def fail(self, error: Divergence) -> None:
+        self.result.status, self.result.fail_reason = "failed", f"diverged: {error}"
+
+    def finish(self) -> TrainResult:
+        self.result.train_seconds, self.result.cpu_seconds = self.wall, self.cpu
+        return self.result
+
+
+class _Clock:
+    """Wall and CPU time of a block, charged to trials."""
+
+    def __enter__(self) -> _Clock:
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.t0
+        self.cpu = time.process_time() - self.c0
+
+
+def train_pack(task: Task, settings: TrainSettings, next_job: Callable[[], TrialJob | None],
+               on_result: Callable[[TrialJob, TrainResult], None], *, capacity: int = 1,
+               on_step: Callable[[], None] | None = None) -> None:
+    """Train trials `capacity` at a time until `next_job` returns None and all have ended.
+
+    `next_job` is asked for a trial whenever a slot is free; `on_result` gets each trial's
+    result as it ends. Every trial trains exactly as `train` would train it alone. A pack
+    step's time is shared equally among the trials in it (`train_seconds`, `cpu_seconds`).
+    `on_step` is called after every step (a hook for heartbeats and tests).
+    """
+    if not isinstance(capacity, int) or capacity < 1:
+        raise ValueError(f"parallel_trials must be an integer >= 1, got {capacity!r}")
+    device = torch.device(settings.device)
+    fused_pack = packed.FusedPack(2 if task.bidirectional else 1)
+    runs: list[_Run] = []
+    exhausted = False
+
+    def refill() -> None:
+        nonlocal exhausted
+        while not exhausted and len(runs) < capacity:
+            job = next_job()
+            if job is None:
+                exhausted = True
+                return
+            runs.append(_Run(task, job, settings, device))
+
+    def end(run: _Run) -> None:
+        runs.remove(run)
+        on_result(run.job, run.finish())
+
+    refill()
+    while runs:
+        step: list[tuple[_Run, Batch]] = []
+        pending = list(runs)
+        while pending:
+            run = pending.pop(0)
+            with _Clock() as clock:
+                try:
+                    batch = run.next_batch()
+                except Divergence as e:
+                    run.fail(e)
+                    batch = None
+            run.charge(clock.wall, clock.cpu)
+            if batch is not None:
+                step.append((run, batch))
+                continue
+            end(run)
+            before = len(runs)
+            refill()
+            pending.extend(runs[before:])
+        fused = [(r, b) for r, b in step if r.fused]
+        for run, batch in step:
+            if not run.fused:
+                with _Clock() as clock:
+                    try:
+                        run.autograd_step(batch)
+                    except Divergence as e:
+                        run.fail(e)
+                run.charge(clock.wall, clock.cpu)
+                if run.result.status == "failed":
+                    end(run)
+        if fused:
+            with _Clock() as clock:
+                diverged = _fused_step(fused_pack, fused)
+            for run, _ in fused:
+                run.charge(clock.wall / len(fused), clock.cpu / len(fused))
+            for run in diverged:
+                end(run)
+        refill()
+        if on_step is not None:
+            on_step()
+
+
+def _fused_step(fused_pack: packed.FusedPack, step: list[tuple[_Run, Batch]]) -> list[_Run]:
+    """One update of every trial in `step` on the fused kernels; returns those that diverged.
+
+    Each trial's loss (the task's own, in Python) is computed on its own logits, so it is
+    the same tensor arithmetic as when the trial trains alone.
+    """
+    runs = [r for r, _ in step]
+    xs = [r.noisy(b) for r, b in step]
+    lengths = [packed.lengths_of(b) for _, b in step]
+    with torch.no_grad():
+        logits, saved = fused_pack.forward(xs, lengths, [r.params for r in runs],
+                                           [r.kind for r in runs])
+    keep, diverged, grads = [], [], []
+    for k, (run, batch) in enumerate(step):
+        out = logits[k].requires_grad_()
+        loss = run.objective(out, batch)
+        try:
+            run.record_loss(float(loss.detach()))
+        except Divergence as e:
+            run.fail(e)
+            diverged.append(run)
+            continue
+        (grad,) = torch.autograd.grad(loss, out)
+        keep.append(k)
+        grads.append(grad)
+    with torch.no_grad():
+        fused_pack.backward_step(grads, [lengths[k] for k in keep], [saved[k] for k in keep],
+                                 [runs[k].params for k in keep],
+                                 [runs[k].buffers for k in keep], [runs[k].lr for k in keep],
+                                 [runs[k].momentum for k in keep],
+                                 [runs[k].kind for k in keep])
+    return diverged
+
+
 def train(task: Task, variant: str, hp: Hyperparameters, settings: TrainSettings, seed: int,
           *, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Train `variant` on `task` with `hp` under `settings`; never raises on divergence.
 
     `seed` fixes the initial weights, the order of the training sequences and the input
-    noise: on CPU (with the same number of threads) the same seed gives the same result.
-    `on_epoch` is called after every epoch with that epoch's curve entry.
+    noise: on CPU (with the same number of threads) the same seed gives the same result,
+    alone or in a pack. `on_epoch` is called after every epoch with that epoch's curve entry.
     """
-    variant = canonical(variant)
-    device = torch.device(settings.device)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = task.build_network(variant, hp.hidden_size, forget_bias=settings.forget_bias,
-                                 init_std=settings.init_std, impl=settings.impl)
-    net.to(device)
-    result = TrainResult(status="complete", parameter_count=net.parameter_count(),
-                         recurrent_parameter_count=net.recurrent_parameter_count())
-    optimizer = torch.optim.SGD(net.parameters(), lr=effective_learning_rate(hp, settings),
-                                momentum=hp.momentum, nesterov=hp.momentum > 0)
-    order_rng = np.random.default_rng(seed)
-    noise_rng = torch.Generator(device=device)
-    noise_rng.manual_seed(seed)
-    best_valid, best_loss = math.inf, math.inf
-    loss_key = task.valid_loss_key
-    try:
-        for epoch in range(1, settings.max_epochs + 1):
-            net.train()
-            losses: list[float] = []
-            for k, batch in enumerate(task.batches("train", settings.batch_size, shuffle=True,
-                                                   generator=order_rng)):
-                batch = batch.to(device)
-                objective = task.sequence_loss if settings.loss == "sequence" else task.loss
-                loss = objective(net(_noisy(batch, hp.input_noise, noise_rng), batch.lengths),
-                                 batch)
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise Divergence(f"training loss became {value} at epoch {epoch}, "
-                                     f"batch {k + 1}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(value)
-            valid = task.evaluate(net, "valid", settings.eval_batch_size, device)
-            test = task.evaluate(net, "test", settings.eval_batch_size, device)
-            v, t = valid[task.metric], test[task.metric]
-            if not _finite(v) or not _finite(t):
-                raise Divergence(f"validation/test {task.metric} became {v}/{t} at epoch "
-                                 f"{epoch}")
-            if loss_key not in valid:
-                raise KeyError(f"task {task.name}: valid_loss_key {loss_key!r} is not among "
-                               f"its evaluate() keys {sorted(valid)}")
-            vl = float(valid[loss_key])
-            entry = {"epoch": epoch, "train_loss": float(np.mean(losses)), "valid": v,
-                     "test": t, "valid_loss": vl}
-            result.curve.append(entry)
-            result.epochs_run = epoch
-            if improves(v, vl if _finite(vl) else None, best_valid, best_loss,
-                        settings.stopping):
-                best_valid, best_loss = v, vl
-                result.valid_metric, result.test_metric, result.best_epoch = v, t, epoch
-                result.extra_metrics = {f"{split}_{key}": float(val)
-                                        for split, scores in (("valid", valid), ("test", test))
-                                        for key, val in scores.items() if key != task.metric}
-            if on_epoch is not None:
-                on_epoch(entry)
-            if epoch - result.best_epoch >= settings.patience:
-                break
-    except Divergence as e:
-        result.status, result.fail_reason = "failed", f"diverged: {e}"
-    result.train_seconds = time.perf_counter() - start
-    result.cpu_seconds = time.process_time() - cpu_start
-    return result
+    jobs = [TrialJob(variant, hp, seed, on_epoch)]
+    results: list[TrainResult] = []
+    train_pack(task, settings, lambda: jobs.pop() if jobs else None,
+               lambda job, result: results.append(result))
+    return results[0]

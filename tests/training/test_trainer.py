@@ -75,17 +75,30 @@ def test_divergence_is_a_failed_trial_with_its_reason(task):
     assert r.parameter_count > 0 and r.train_seconds > 0
 
 
-def test_batch_one_is_one_update_per_sequence(task, monkeypatch):
+@pytest.mark.parametrize("fused", [True, False])
+def test_batch_one_is_one_update_per_sequence(task, monkeypatch, fused):
+    """One SGD step per training sequence at batch 1, at lr x (1 - momentum)."""
     steps = []
-    original = torch.optim.SGD.step
+    if fused:  # the fused kernels take the step in C++: count the kernel calls
+        from odyssey.training import packed
 
-    def counting_step(self, *a, **k):
-        steps.append(self.param_groups[0]["lr"])
-        return original(self, *a, **k)
+        original = packed.FusedPack.backward_step
 
-    monkeypatch.setattr(torch.optim.SGD, "step", counting_step)
+        def counting(self, dlogits, lengths, saved, params, buffers, lrs, momenta, kinds):
+            steps.extend(lrs)
+            return original(self, dlogits, lengths, saved, params, buffers, lrs, momenta, kinds)
+
+        monkeypatch.setattr(packed.FusedPack, "backward_step", counting)
+    else:
+        original = torch.optim.SGD.step
+
+        def counting_step(self, *a, **k):
+            steps.append(self.param_groups[0]["lr"])
+            return original(self, *a, **k)
+
+        monkeypatch.setattr(torch.optim.SGD, "step", counting_step)
     hp = Hyperparameters(8, 1e-3, 0.75, 0.0)
-    train(task, "GRU", hp, fast(max_epochs=1, batch_size=1), seed=0)
+    train(task, "GRU", hp, fast(max_epochs=1, batch_size=1, fused=fused), seed=0)
     assert len(steps) == len(task.splits["train"])
     assert steps[0] == pytest.approx(1e-3 * 0.25)  # learning rate scaled by (1 - momentum)
 

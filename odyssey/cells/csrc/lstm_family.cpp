@@ -619,7 +619,7 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& dy_in, const at::Tensor&
                                       const c10::optional<at::Tensor>& w_gg_in,
                                       const at::Tensor& y, const at::Tensor& acts,
                                       const at::Tensor& c, const at::Tensor& hc, int64_t flags,
-                                      int64_t mode) {
+                                      int64_t mode, bool need_dx = true) {
   const at::Tensor x = x_in.contiguous();
   const at::Tensor w_hh = w_hh_in.contiguous();
   const at::Tensor dy = dy_in.contiguous();
@@ -762,7 +762,8 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& dy_in, const at::Tensor&
   const bool fast = mode == 0;
   const at::Tensor none_add;
   const at::Tensor dpre2 = dpre.view({T * B, GH});
-  at::Tensor dx = matmul(dpre2, w_ih, none_add, fast).view({T, B, I});
+  // (packed training discards the input gradient: need_dx false skips its product)
+  at::Tensor dx = need_dx ? matmul(dpre2, w_ih, none_add, fast).view({T, B, I}) : at::Tensor();
   at::Tensor dw_ih = matmul(dpre2.t(), x.view({T * B, I}), none_add, fast);
   at::Tensor dbias = dpre2.sum(0);
   at::Tensor dw_hh = at::zeros({GH, H}, x.options());
@@ -857,7 +858,7 @@ _Pragma("GCC ivdep")  // (a pragma inside the dispatch macro)
 std::vector<at::Tensor> gru_backward(const at::Tensor& dy_in, const at::Tensor& x_in,
                                      const at::Tensor& w_ih, const at::Tensor& w_hh_in,
                                      const at::Tensor& y, const at::Tensor& acts,
-                                     const at::Tensor& hn, int64_t mode) {
+                                     const at::Tensor& hn, int64_t mode, bool need_dx = true) {
   const at::Tensor x = x_in.contiguous(), w_hh = w_hh_in.contiguous();
   const at::Tensor dy = dy_in.contiguous();
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1), H3 = 3 * H;
@@ -917,7 +918,7 @@ _Pragma("GCC ivdep")  // (a pragma inside the dispatch macro)
   const at::Tensor dxp2 = dxp.view({T * B, H3}), dhp2 = dhp.view({T * B, H3});
   const bool fast = mode == 0;
   const at::Tensor none_add;
-  at::Tensor dx = matmul(dxp2, w_ih, none_add, fast).view({T, B, I});
+  at::Tensor dx = need_dx ? matmul(dxp2, w_ih, none_add, fast).view({T, B, I}) : at::Tensor();
   at::Tensor dw_ih = matmul(dxp2.t(), x.view({T * B, I}), none_add, fast);
   at::Tensor dw_hh = at::zeros({H3, H}, x.options());
   if (T > 1 && B > 0) {
@@ -955,7 +956,7 @@ _Pragma("GCC ivdep")  // (a pragma inside the dispatch macro)
 // Returns {dx, dweight_ih, dweight_hh, dbias_ih, dbias_hh}.
 std::vector<at::Tensor> rnn_backward(const at::Tensor& dy_in, const at::Tensor& x_in,
                                      const at::Tensor& w_ih, const at::Tensor& w_hh_in,
-                                     const at::Tensor& y, int64_t mode) {
+                                     const at::Tensor& y, int64_t mode, bool need_dx = true) {
   const at::Tensor x = x_in.contiguous(), w_hh = w_hh_in.contiguous();
   const at::Tensor dy = dy_in.contiguous();
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1);
@@ -984,7 +985,7 @@ _Pragma("GCC ivdep")  // (a pragma inside the dispatch macro)
   const at::Tensor da2 = da.view({T * B, H});
   const bool fast = mode == 0;
   const at::Tensor none_add;
-  at::Tensor dx = matmul(da2, w_ih, none_add, fast).view({T, B, I});
+  at::Tensor dx = need_dx ? matmul(da2, w_ih, none_add, fast).view({T, B, I}) : at::Tensor();
   at::Tensor dw_ih = matmul(da2.t(), x.view({T * B, I}), none_add, fast);
   at::Tensor dw_hh = at::zeros({H, H}, x.options());
   if (T > 1 && B > 0) {
@@ -993,6 +994,252 @@ _Pragma("GCC ivdep")  // (a pragma inside the dispatch macro)
   }
   at::Tensor db = da2.sum(0);
   return {dx, dw_ih, dw_hh, db, db.clone()};
+}
+
+// -------------------------------------------------------------- packed trial steps
+// Training K trials at once (issue 13): one call runs every trial's network forward -- the
+// recurrent layer in each direction and the linear head --, and one call its backward pass
+// and its SGD step. At the paper's batch size of 1 a trial's step is a few hundred
+// microseconds of arithmetic under milliseconds of Python, autograd and optimizer overhead;
+// here that overhead is paid once per pack. Each trial is computed by the same functions,
+// on tensors of the same shapes, as when it trains alone (a pack of one), so its numbers do
+// not depend on the pack. Trials' parameters come as one flat list: kSlots per direction
+// (LSTM family: weight_ih, weight_hh, bias, peephole_i, peephole_f, peephole_o, weight_gg;
+// GRU / RNN: weight_ih, weight_hh, bias_ih, bias_hh; absent ones empty), then the head's
+// weight (O, D*H) and bias (O). kinds[k]: the LSTM flags, or kGRU / kRNN.
+constexpr int64_t kSlots = 7;
+constexpr int64_t kGRU = -1, kRNN = -2;
+constexpr int64_t kSavedPerDir = 5;  // the direction's input, then the cell's saved tensors
+
+int64_t params_per_trial(int64_t D) { return kSlots * D + 2; }
+int64_t saved_per_trial(int64_t D) { return 2 + kSavedPerDir * D; }
+
+c10::optional<at::Tensor> opt(const at::Tensor& t) {
+  return t.defined() && t.numel() > 0 ? c10::optional<at::Tensor>(t) : c10::nullopt;
+}
+
+// out[t, b] = x[len_b - 1 - t, b] for t < len_b, x[t, b] after: each sequence reversed
+// within its own length (an involution), so the reverse direction starts at its last step.
+at::Tensor reverse_within(const at::Tensor& x, const int64_t* len) {
+  const at::Tensor xc = x.contiguous();
+  at::Tensor out = at::empty_like(xc);
+  const int64_t T = xc.size(0), B = xc.size(1);
+  const int64_t row = xc.numel() / std::max<int64_t>(T * B, 1) * xc.element_size();
+  const char* src = static_cast<const char*>(xc.data_ptr());
+  char* dst = static_cast<char*>(out.data_ptr());
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t from = t < len[b] ? len[b] - 1 - t : t;
+      std::memcpy(dst + (t * B + b) * row, src + (from * B + b) * row, row);
+    }
+  }
+  return out;
+}
+
+// Zero the steps t >= len_b of a (T, B, F) tensor in place (the layer's padded outputs).
+void zero_padding(at::Tensor& y, const int64_t* len) {
+  const int64_t T = y.size(0), B = y.size(1);
+  const int64_t row = y.numel() / std::max<int64_t>(T * B, 1) * y.element_size();
+  char* p = static_cast<char*>(y.data_ptr());
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t t = std::max<int64_t>(len[b], 0); t < T; ++t) std::memset(p + (t * B + b) * row, 0, row);
+  }
+}
+
+const int64_t* lengths_ptr(const at::Tensor& lengths, int64_t B) {
+  TORCH_CHECK(lengths.device().is_cpu() && lengths.scalar_type() == at::kLong &&
+                  lengths.is_contiguous() && lengths.numel() == B,
+              "odyssey_pack: lengths must be a contiguous CPU int64 tensor of ", B, " entries");
+  return lengths.data_ptr<int64_t>();
+}
+
+// One direction's cell forward: its saved tensors (y first).
+std::vector<at::Tensor> cell_forward(int64_t kind, const at::Tensor& x, const at::Tensor* p,
+                                     int64_t mode) {
+  if (kind == kGRU) return gru_forward(x, p[0], p[1], p[2], p[3], mode);
+  if (kind == kRNN) return rnn_forward(x, p[0], p[1], p[2], p[3], mode);
+  return lstm_forward(x, p[0], p[1], p[2], opt(p[3]), opt(p[4]), opt(p[5]), opt(p[6]), kind,
+                      mode);
+}
+
+// One direction's parameter gradients, in slot order (absent slots empty).
+std::vector<at::Tensor> cell_backward(int64_t kind, const at::Tensor& dy, const at::Tensor* s,
+                                      const at::Tensor* p, int64_t mode) {
+  // s: the direction's input, then the cell's saved tensors
+  if (kind == kGRU) {
+    auto g = gru_backward(dy, s[0], p[0], p[1], s[1], s[2], s[3], mode, false);
+    return {g[1], g[2], g[3], g[4]};
+  }
+  if (kind == kRNN) {
+    auto g = rnn_backward(dy, s[0], p[0], p[1], s[1], mode, false);
+    return {g[1], g[2], g[3], g[4]};
+  }
+  auto g = lstm_backward(dy, s[0], p[0], p[1], opt(p[3]), opt(p[4]), opt(p[5]), opt(p[6]),
+                         s[1], s[2], s[3], s[4], kind, mode, false);
+  return {g[1], g[2], g[3], g[4], g[5], g[6], g[7]};
+}
+
+void check_pack(const std::vector<at::Tensor>& xs, const std::vector<at::Tensor>& lengths,
+                const std::vector<at::Tensor>& params, const std::vector<int64_t>& kinds,
+                int64_t D) {
+  const int64_t K = kinds.size();
+  TORCH_CHECK(D == 1 || D == 2, "odyssey_pack: directions must be 1 or 2, got ", D);
+  TORCH_CHECK(int64_t(xs.size()) == K && int64_t(lengths.size()) == K &&
+                  int64_t(params.size()) == K * params_per_trial(D),
+              "odyssey_pack: expected ", K, " inputs, lengths and ", K * params_per_trial(D),
+              " parameters (", params_per_trial(D), " per trial), got ", xs.size(), ", ",
+              lengths.size(), " and ", params.size());
+  for (int64_t k = 0; k < K; ++k) {
+    TORCH_CHECK(kinds[k] == kGRU || kinds[k] == kRNN || kinds[k] > 0,
+                "odyssey_pack: unknown cell kind ", kinds[k]);
+  }
+}
+
+// Forward of every trial: per trial {logits (T, B, O), layer output (T, B, D*H), then per
+// direction its input and the cell's saved tensors (kSavedPerDir, empty-padded)}.
+std::vector<at::Tensor> pack_forward(const std::vector<at::Tensor>& xs,
+                                     const std::vector<at::Tensor>& lengths,
+                                     const std::vector<at::Tensor>& params,
+                                     const std::vector<int64_t>& kinds, int64_t D,
+                                     int64_t mode) {
+  check_pack(xs, lengths, params, kinds, D);
+  const int64_t K = kinds.size(), P = params_per_trial(D);
+  std::vector<at::Tensor> out;
+  out.reserve(K * saved_per_trial(D));
+  for (int64_t k = 0; k < K; ++k) {
+    const at::Tensor* p = params.data() + k * P;
+    const at::Tensor x = xs[k].contiguous();
+    const int64_t* len = lengths_ptr(lengths[k], x.size(1));
+    std::vector<at::Tensor> saved, ys;
+    for (int64_t d = 0; d < D; ++d) {
+      const at::Tensor xd = d == 0 ? x : reverse_within(x, len);
+      std::vector<at::Tensor> s = cell_forward(kinds[k], xd, p + d * kSlots, mode);
+      ys.push_back(d == 0 ? s[0] : reverse_within(s[0], len));
+      saved.push_back(xd);
+      for (int64_t j = 0; j < kSavedPerDir - 1; ++j) {
+        saved.push_back(j < int64_t(s.size()) ? s[j] : at::empty({0}, x.options()));
+      }
+    }
+    at::Tensor y = D == 1 ? ys[0].clone() : at::cat(ys, 2);
+    zero_padding(y, len);
+    const int64_t T = y.size(0), B = y.size(1);
+    const at::Tensor& w = p[kSlots * D];
+    const at::Tensor& bias = p[kSlots * D + 1];
+    at::Tensor logits = matmul(y.view({T * B, y.size(2)}), w.t(), bias, mode == 0)
+                            .view({T, B, w.size(0)});
+    out.push_back(logits);
+    out.push_back(y);
+    for (auto& t : saved) out.push_back(t);
+  }
+  return out;
+}
+
+// Nesterov SGD as torch.optim.SGD (dampening 0): buf = m buf + g; p -= lr (g + m buf);
+// plain SGD when m is 0. Elementwise, so a trial's update does not depend on its pack.
+template <typename T>
+void sgd_step(T* __restrict p, const T* __restrict g, T* __restrict buf, int64_t n, T lr, T m) {
+  if (m == T(0)) {
+    for (int64_t i = 0; i < n; ++i) p[i] -= lr * g[i];
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const T b = m * buf[i] + g[i];
+    buf[i] = b;
+    p[i] -= lr * (g[i] + m * b);
+  }
+}
+
+void apply_sgd(at::Tensor& param, const at::Tensor& grad, at::Tensor& buf, double lr,
+               double m) {
+  TORCH_CHECK(param.is_contiguous() && buf.is_contiguous() && buf.sizes() == param.sizes() &&
+                  grad.sizes() == param.sizes(),
+              "odyssey_pack: a parameter, its gradient and its momentum buffer must be "
+              "contiguous and of one shape");
+  const at::Tensor g = grad.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(param.scalar_type(), "odyssey_pack_sgd", [&] {
+    sgd_step<scalar_t>(param.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(),
+                       buf.data_ptr<scalar_t>(), param.numel(), scalar_t(lr), scalar_t(m));
+  });
+}
+
+// Backward of every trial from dL/dlogits, then its SGD step (parameters and momentum
+// buffers updated in place). saved: pack_forward's output.
+void pack_backward_step(const std::vector<at::Tensor>& dlogits,
+                        const std::vector<at::Tensor>& lengths,
+                        const std::vector<at::Tensor>& saved, std::vector<at::Tensor> params,
+                        std::vector<at::Tensor> bufs, const std::vector<double>& lrs,
+                        const std::vector<double>& momenta, const std::vector<int64_t>& kinds,
+                        int64_t D, int64_t mode) {
+  const int64_t K = kinds.size(), P = params_per_trial(D), S = saved_per_trial(D);
+  TORCH_CHECK(int64_t(dlogits.size()) == K && int64_t(lengths.size()) == K &&
+                  int64_t(saved.size()) == K * S && int64_t(params.size()) == K * P &&
+                  int64_t(bufs.size()) == K * P && int64_t(lrs.size()) == K &&
+                  int64_t(momenta.size()) == K,
+              "odyssey_pack: backward got lists of mismatched lengths");
+  for (int64_t k = 0; k < K; ++k) {
+    at::Tensor* p = params.data() + k * P;
+    at::Tensor* buf = bufs.data() + k * P;
+    const at::Tensor* s = saved.data() + k * S;
+    const at::Tensor& y = s[1];
+    const int64_t T = y.size(0), B = y.size(1), DH = y.size(2), H = DH / D;
+    const int64_t* len = lengths_ptr(lengths[k], B);
+    const at::Tensor dl = dlogits[k].contiguous().view({T * B, -1});
+    const int64_t O = dl.size(1);
+    const bool fast = mode == 0;
+    const at::Tensor none;
+    // head: dW = dl^T y, db = column sums of dl (in step order), dy = dl W
+    at::Tensor dw_head = matmul(dl.t(), y.view({T * B, DH}), none, fast);
+    at::Tensor db_head = at::zeros({O}, dl.options());
+    AT_DISPATCH_FLOATING_TYPES(dl.scalar_type(), "odyssey_pack_head_bias", [&] {
+      scalar_t* acc = db_head.data_ptr<scalar_t>();
+      const scalar_t* src = dl.data_ptr<scalar_t>();
+      for (int64_t r = 0; r < T * B; ++r) {
+        for (int64_t o = 0; o < O; ++o) acc[o] += src[r * O + o];
+      }
+    });
+    at::Tensor dy = matmul(dl, p[kSlots * D], none, fast).view({T, B, DH});
+    zero_padding(dy, len);  // the layer's padded outputs are constant zeros
+    std::vector<std::vector<at::Tensor>> grads;
+    for (int64_t d = 0; d < D; ++d) {
+      at::Tensor dyd = D == 1 ? dy : dy.narrow(2, d * H, H).contiguous();
+      if (d == 1) dyd = reverse_within(dyd, len);
+      grads.push_back(cell_backward(kinds[k], dyd, s + 2 + d * kSavedPerDir, p + d * kSlots,
+                                    mode));
+    }
+    for (int64_t d = 0; d < D; ++d) {
+      for (int64_t j = 0; j < int64_t(grads[d].size()); ++j) {
+        at::Tensor& param = p[d * kSlots + j];
+        if (param.defined() && param.numel() > 0) {
+          apply_sgd(param, grads[d][j], buf[d * kSlots + j], lrs[k], momenta[k]);
+        }
+      }
+    }
+    apply_sgd(p[kSlots * D], dw_head, buf[kSlots * D], lrs[k], momenta[k]);
+    apply_sgd(p[kSlots * D + 1], db_head, buf[kSlots * D + 1], lrs[k], momenta[k]);
+  }
+}
+
+// The registered backward ops (always computing the input gradient).
+std::vector<at::Tensor> lstm_backward_op(
+    const at::Tensor& dy, const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& w_hh,
+    const c10::optional<at::Tensor>& p_i, const c10::optional<at::Tensor>& p_f,
+    const c10::optional<at::Tensor>& p_o, const c10::optional<at::Tensor>& w_gg,
+    const at::Tensor& y, const at::Tensor& acts, const at::Tensor& c, const at::Tensor& hc,
+    int64_t flags, int64_t mode) {
+  return lstm_backward(dy, x, w_ih, w_hh, p_i, p_f, p_o, w_gg, y, acts, c, hc, flags, mode);
+}
+
+std::vector<at::Tensor> gru_backward_op(const at::Tensor& dy, const at::Tensor& x,
+                                        const at::Tensor& w_ih, const at::Tensor& w_hh,
+                                        const at::Tensor& y, const at::Tensor& acts,
+                                        const at::Tensor& hn, int64_t mode) {
+  return gru_backward(dy, x, w_ih, w_hh, y, acts, hn, mode);
+}
+
+std::vector<at::Tensor> rnn_backward_op(const at::Tensor& dy, const at::Tensor& x,
+                                        const at::Tensor& w_ih, const at::Tensor& w_hh,
+                                        const at::Tensor& y, int64_t mode) {
+  return rnn_backward(dy, x, w_ih, w_hh, y, mode);
 }
 
 }  // namespace
@@ -1012,10 +1259,18 @@ TORCH_LIBRARY(odyssey_lstm, m) {
         " Tensor bias_hh, int mode) -> Tensor[]");
   m.def("rnn_backward(Tensor dy, Tensor x, Tensor weight_ih, Tensor weight_hh, Tensor y,"
         " int mode) -> Tensor[]");
+  m.def("pack_forward(Tensor[] xs, Tensor[] lengths, Tensor[] params, int[] kinds,"
+        " int directions, int mode) -> Tensor[]");
+  m.def("pack_backward_step(Tensor[] dlogits, Tensor[] lengths, Tensor[] saved,"
+        " Tensor(a!)[] params, Tensor(b!)[] buffers, float[] lrs, float[] momenta, int[] kinds,"
+        " int directions, int mode) -> ()");
+  m.impl("pack_forward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(pack_forward));
+  m.impl("pack_backward_step", c10::DispatchKey::CompositeExplicitAutograd,
+         TORCH_FN(pack_backward_step));
   m.impl("gru_forward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(gru_forward));
-  m.impl("gru_backward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(gru_backward));
+  m.impl("gru_backward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(gru_backward_op));
   m.impl("rnn_forward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(rnn_forward));
-  m.impl("rnn_backward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(rnn_backward));
+  m.impl("rnn_backward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(rnn_backward_op));
   m.impl("forward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(lstm_forward));
-  m.impl("backward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(lstm_backward));
+  m.impl("backward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(lstm_backward_op));
 }

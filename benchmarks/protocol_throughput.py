@@ -1,0 +1,141 @@
+"""Paper-protocol throughput: trials one at a time against packed trials (issue 13).
+
+The music task at the paper's protocol (batch 1, one update per sequence), a fixed seeded
+set of trials per cell drawn from the paper's search space (configs/search/greff.yaml),
+each run for a capped number of epochs (no early stopping inside the cap), trained three
+ways in one run, one thread:
+
+- one at a time, autograd: each trial alone through autograd and torch.optim (the trainer
+  before packed training; still the path of cells without fused kernels): `train.fused=false`;
+- one at a time, fused: each trial alone on the fused kernels (`parallel_trials=1`);
+- packed: `parallel_trials` trials at once on the fused kernels.
+
+It prints CPU-seconds per trial-epoch and trials per hour (at the study's mean epochs per
+trial, DESIGN §6) for each, their ratios, and the largest difference between a trial's
+packed result and its results alone. Writes results/bench/protocol_throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_load import add_force_flag, check_before, finish, load_average, verdict  # noqa: E402
+
+from odyssey.cells import VARIANTS  # noqa: E402
+from odyssey.tasks import load_task  # noqa: E402
+from odyssey.training.trainer import (  # noqa: E402
+    Hyperparameters,
+    TrainResult,
+    TrainSettings,
+    TrialJob,
+    train_pack,
+)
+
+EPOCHS_PER_TRIAL = 40  # a paper-protocol music trial runs 20-60 epochs (DESIGN §6)
+
+
+def paper_space_trials(per_cell: int, seed: int) -> list[TrialJob]:
+    """`per_cell` trials of every cell, hyperparameters drawn from DESIGN §4's ranges."""
+    rng = np.random.default_rng(seed)
+    jobs = []
+    for variant in VARIANTS:
+        for k in range(per_cell):
+            hp = Hyperparameters(
+                hidden_size=int(round(math.exp(rng.uniform(math.log(20), math.log(200))))),
+                learning_rate=float(math.exp(rng.uniform(math.log(1e-6), math.log(1e-2)))),
+                momentum=1.0 - float(math.exp(rng.uniform(math.log(0.01), 0.0))),
+                input_noise=float(rng.uniform(0.0, 1.0)))
+            jobs.append(TrialJob(variant, hp, seed=1000 * seed + len(jobs),
+                                 tag=f"{variant}#{k}"))
+    return jobs
+
+
+def run(task, jobs: list[TrialJob], settings: TrainSettings, capacity: int
+        ) -> tuple[float, dict[str, TrainResult]]:
+    """CPU seconds for all of `jobs`, and each trial's result by tag."""
+    queue = list(reversed(jobs))
+    results: dict[str, TrainResult] = {}
+    start = time.process_time()
+    train_pack(task, settings, lambda: queue.pop() if queue else None,
+               lambda job, result: results.__setitem__(job.tag, result), capacity=capacity)
+    return time.process_time() - start, results
+
+
+def max_difference(a: dict[str, TrainResult], b: dict[str, TrainResult]) -> float:
+    """Largest relative difference of valid/test metrics over trials (inf if a status,
+    an epoch count or a best epoch differs)."""
+    worst = 0.0
+    for tag, ra in a.items():
+        rb = b[tag]
+        if (ra.status, ra.epochs_run, ra.best_epoch) != (rb.status, rb.epochs_run, rb.best_epoch):
+            return math.inf
+        for x, y in ((ra.valid_metric, rb.valid_metric), (ra.test_metric, rb.test_metric)):
+            if x is not None and y is not None:
+                worst = max(worst, abs(x - y) / max(abs(y), 1e-12))
+    return worst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-cell", type=int, default=2, help="trials per cell")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per trial (the cap)")
+    parser.add_argument("--pack", type=int, default=8, help="parallel_trials of the packed run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="results/bench/protocol_throughput.json")
+    add_force_flag(parser)
+    args = parser.parse_args()
+    before = check_before(args.force)
+    torch.set_num_threads(1)
+    task = load_task("music")
+    jobs = paper_space_trials(args.per_cell, args.seed)
+    epochs = len(jobs) * args.epochs
+    base = dict(max_epochs=args.epochs, patience=args.epochs, batch_size=1)
+    print(f"music, paper protocol (batch 1), {len(jobs)} trials ({args.per_cell} per cell, "
+          f"hidden sizes {min(j.hp.hidden_size for j in jobs)}-"
+          f"{max(j.hp.hidden_size for j in jobs)}), {args.epochs} epochs each, one thread; "
+          f"load average {before:.2f}", flush=True)
+    runs = {}
+    for name, settings, capacity in (
+            ("one at a time, autograd", TrainSettings(**base, fused=False), 1),
+            ("one at a time, fused", TrainSettings(**base), 1),
+            (f"packed ({args.pack})", TrainSettings(**base), args.pack)):
+        cpu, results = run(task, jobs, settings, capacity)
+        runs[name] = (cpu, results)
+        per_epoch = cpu / epochs
+        print(f"{name:>26}: {per_epoch * 1e3:7.1f} ms CPU per trial-epoch, "
+              f"{3600 / (per_epoch * EPOCHS_PER_TRIAL):7.1f} trials per hour per core "
+              f"({EPOCHS_PER_TRIAL}-epoch trials)", flush=True)
+    names = list(runs)
+    alone, fused_alone, packed = (runs[n] for n in names)
+    diff_alone = max_difference(packed[1], alone[1])
+    diff_fused = max_difference(packed[1], fused_alone[1])
+    ratio = alone[0] / packed[0]
+    record = {"task": "music", "trials": len(jobs), "epochs": args.epochs, "pack": args.pack,
+              "cpu_seconds": {n: runs[n][0] for n in names},
+              "ms_per_trial_epoch": {n: 1e3 * runs[n][0] / epochs for n in names},
+              "packed_vs_one_at_a_time": ratio,
+              "packed_vs_fused_alone": fused_alone[0] / packed[0],
+              "max_metric_difference_vs_autograd": diff_alone,
+              "max_metric_difference_vs_fused_alone": diff_fused,
+              **verdict(before, load_average(), 1)}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"packed vs fused one-at-a-time: {fused_alone[0] / packed[0]:.2f}x; max metric "
+          f"difference {diff_fused:.3g} (packed vs fused alone)")
+    finish(record, args.force)
+    print(f"packed vs one-at-a-time: {ratio:.2f}x trials per hour; max metric difference "
+          f"{diff_alone:.3g}")
+
+
+if __name__ == "__main__":
+    main()

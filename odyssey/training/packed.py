@@ -1,0 +1,99 @@
+"""The fused step of packed training: K trials' forward, backward and SGD step in two calls.
+
+At the paper's batch size of 1 a trial's step is a few hundred microseconds of arithmetic
+under about two milliseconds of Python, autograd and optimizer overhead. The C++ kernels
+(`pack_forward`, `pack_backward_step` in odyssey/cells/csrc/lstm_family.cpp) run every
+trial's network -- recurrent layer in each direction, linear head -- and its backward pass
+and SGD step, so that overhead is paid once per pack. Only the task's loss stays in Python,
+computed for each trial on its own logits exactly as when the trial trains alone: any task's
+loss works, and a trial's numbers never depend on the others in its pack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..cells import fast
+from ..cells.layer import LSTMFamilyCell, RecurrentLayer, TorchParamCell
+from ..networks import SequenceNetwork
+
+# must match kSlots / kGRU / kRNN in lstm_family.cpp
+SLOTS = 7
+_KINDS = {"gru": -1, "rnn": -2}
+_LSTM_SLOTS = ("weight_ih", "weight_hh", "bias", "peephole_i", "peephole_f", "peephole_o",
+               "weight_gg")
+_TORCH_SLOTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def fusable(net: nn.Module, device: torch.device, impl: str) -> bool:
+    """Whether `net` can train on the fused kernels: a SequenceNetwork of an LSTM-family,
+    GRU or RNN layer on the CPU, with impl "auto" or "cpp" and the extension built."""
+    return (device.type == "cpu" and impl != "reference" and type(net) is SequenceNetwork
+            and isinstance(net.rnn, RecurrentLayer)
+            and all(isinstance(c, LSTMFamilyCell | TorchParamCell) for c in net.rnn.directions)
+            and fast.extension(required=impl == "cpp") is not None)
+
+
+def kind(net: SequenceNetwork) -> int:
+    """The kernel's cell code: the LSTM family's flags, or GRU / RNN."""
+    s = net.rnn.spec
+    return fast.flags(s) if s.family == "lstm" else _KINDS[s.family]
+
+
+def slot_tensors(net: SequenceNetwork) -> list[Tensor]:
+    """The network's parameters in the kernel's slot order (absent slots: empty tensors).
+
+    The tensors are the parameters' own storage: the kernel's SGD step updates the network.
+    """
+    out: list[Tensor] = []
+    for cell in net.rnn.directions:
+        names = _LSTM_SLOTS if isinstance(cell, LSTMFamilyCell) else _TORCH_SLOTS
+        for k in range(SLOTS):
+            p = getattr(cell, names[k], None) if k < len(names) else None
+            out.append(p.data if p is not None else torch.empty(0))
+    out += [net.head.weight.data, net.head.bias.data]
+    for t in out:
+        if t.numel() and not t.is_contiguous():
+            raise ValueError("packed training needs contiguous parameters")
+    return out
+
+
+class FusedPack:
+    """Two kernel calls per pack step for the fused trials of a pack."""
+
+    def __init__(self, directions: int) -> None:
+        self.directions = directions
+        self.ops = fast.extension(required=True)
+
+    def forward(self, xs: Sequence[Tensor], lengths: Sequence[Tensor],
+                params: Sequence[Sequence[Tensor]], kinds: Sequence[int]
+                ) -> tuple[list[Tensor], list[list[Tensor]]]:
+        """Each trial's logits (T, B, O) and what its backward needs."""
+        flat = [t for p in params for t in p]
+        out = self.ops.pack_forward(list(xs), list(lengths), flat, list(kinds),
+                                    self.directions, 0)
+        per = 2 + 5 * self.directions
+        saved = [out[k * per:(k + 1) * per] for k in range(len(xs))]
+        return [s[0] for s in saved], saved
+
+    def backward_step(self, dlogits: Sequence[Tensor], lengths: Sequence[Tensor],
+                      saved: Sequence[Sequence[Tensor]], params: Sequence[Sequence[Tensor]],
+                      buffers: Sequence[Sequence[Tensor]], lrs: Sequence[float],
+                      momenta: Sequence[float], kinds: Sequence[int]) -> None:
+        """Backward from dL/dlogits and one SGD step of every trial, in place."""
+        if not dlogits:
+            return
+        self.ops.pack_backward_step(list(dlogits), list(lengths),
+                                    [t for s in saved for t in s],
+                                    [t for p in params for t in p],
+                                    [t for b in buffers for t in b], list(lrs), list(momenta),
+                                    list(kinds), self.directions, 0)
+
+
+def lengths_of(batch: Any) -> Tensor:
+    """A batch's lengths as the contiguous int64 CPU tensor the kernel reads."""
+    return batch.lengths.to(dtype=torch.long, device="cpu").contiguous()
