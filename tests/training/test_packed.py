@@ -1,0 +1,224 @@
+"""Packed training: the fused step equals autograd + torch.optim, and a trial trained in a
+pack gives exactly the result it gives alone."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from odyssey.cells import ALL_VARIANTS, VARIANTS
+from odyssey.networks import SequenceNetwork
+from odyssey.tasks.base import Batch
+from odyssey.training import Hyperparameters, TrainSettings, TrialJob, packed, train, train_pack
+from tests.toy import ToyTask, load
+
+
+class BiToyTask(ToyTask):
+    """The toy task with a bidirectional layer (the speech/handwriting network shape)."""
+
+    bidirectional = True
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return load(n_train=12, n_valid=6, n_test=6, max_length=9)
+
+
+@pytest.fixture(scope="module")
+def bitoy(toy):
+    return BiToyTask(toy.splits, output_size=toy.output_size, standardize=False)
+
+
+def settings(**kw) -> TrainSettings:
+    return TrainSettings(**{"max_epochs": 3, "patience": 3, "batch_size": 1, **kw})
+
+
+def _batch(seed: int, lengths: list[int], inputs: int, keys: int, dtype) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    T = max(lengths)
+    x = torch.randn(T, len(lengths), inputs, generator=g, dtype=dtype)
+    targets = (torch.rand(T, len(lengths), keys, generator=g) > 0.5).to(dtype)
+    return Batch(x, torch.tensor(lengths), targets)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fused_step_equals_autograd_and_torch_optim(toy, variant, bidirectional):
+    """Two SGD-Nesterov steps on a padded batch: float64 parameters within 1e-10."""
+    torch.manual_seed(1)
+    net = SequenceNetwork(variant, 4, 5, 3, bidirectional=bidirectional, impl="cpp").double()
+    twin = copy.deepcopy(net)
+    lr, momentum = 0.05, 0.8
+    opt = torch.optim.SGD(twin.parameters(), lr=lr, momentum=momentum, nesterov=True)
+    params = packed.slot_tensors(net)
+    buffers = [torch.zeros_like(t) for t in params]
+    pack = packed.FusedPack(2 if bidirectional else 1)
+    for step, lengths in enumerate(([7, 3, 5], [4, 6, 2])):
+        batch = _batch(step, lengths, 4, 3, torch.float64)
+        (logits,), saved = pack.forward([batch.x], [packed.lengths_of(batch)], [params],
+                                        [packed.kind(net)])
+        reference = twin(batch.x, batch.lengths)
+        torch.testing.assert_close(logits, reference.detach(), rtol=0, atol=1e-12)
+        out = logits.requires_grad_()
+        (grad,) = torch.autograd.grad(toy.sequence_loss(out, batch), out)
+        with torch.no_grad():
+            pack.backward_step([grad], [packed.lengths_of(batch)], saved, [params], [buffers],
+                               [lr], [momentum], [packed.kind(net)])
+        opt.zero_grad()
+        toy.sequence_loss(reference, batch).backward()
+        opt.step()
+        for (name, p), q in zip(net.named_parameters(), twin.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=0, atol=1e-10, msg=f"{name} step {step}")
+
+
+def test_plain_sgd_without_momentum(toy):
+    torch.manual_seed(2)
+    net = SequenceNetwork("GRU", 4, 6, 3, bidirectional=False, impl="cpp").double()
+    twin = copy.deepcopy(net)
+    opt = torch.optim.SGD(twin.parameters(), lr=0.1)
+    params = packed.slot_tensors(net)
+    pack = packed.FusedPack(1)
+    batch = _batch(3, [5, 2], 4, 3, torch.float64)
+    (logits,), saved = pack.forward([batch.x], [packed.lengths_of(batch)], [params],
+                                    [packed.kind(net)])
+    out = logits.requires_grad_()
+    (grad,) = torch.autograd.grad(toy.sequence_loss(out, batch), out)
+    pack.backward_step([grad], [packed.lengths_of(batch)], saved, [params],
+                       [[torch.zeros_like(t) for t in params]], [0.1], [0.0],
+                       [packed.kind(net)])
+    toy.sequence_loss(twin(batch.x, batch.lengths), batch).backward()
+    opt.step()
+    for p, q in zip(net.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-10)
+
+
+def _jobs(variants, hidden=(3, 9, 5, 12)):
+    jobs = []
+    for k, variant in enumerate(variants):
+        hp = Hyperparameters(hidden[k % len(hidden)], 0.3 * (1 + k % 3), 0.5 + 0.1 * (k % 4),
+                             0.2 * (k % 2))
+        jobs.append(TrialJob(variant, hp, seed=100 + k, tag=f"{variant}#{k}"))
+    return jobs
+
+
+def _pack(task, jobs, capacity, **kw):
+    queue = list(reversed(jobs))
+    out = {}
+    train_pack(task, settings(**kw), lambda: queue.pop() if queue else None,
+               lambda job, result: out.__setitem__(job.tag, result), capacity=capacity)
+    return out
+
+
+def _same(a, b):
+    """Trial results equal in every number (the arithmetic is the same alone and packed)."""
+    assert (a.status, a.epochs_run, a.best_epoch) == (b.status, b.epochs_run, b.best_epoch)
+    assert a.valid_metric == b.valid_metric and a.test_metric == b.test_metric
+    assert a.curve == b.curve and a.extra_metrics == b.extra_metrics
+
+
+@pytest.mark.parametrize("task_name", ["toy", "bitoy"])
+def test_a_trial_in_a_pack_gives_its_result_alone(toy, bitoy, task_name):
+    """All eleven cells (and the extra ones), mixed hidden sizes, packs of four."""
+    task = toy if task_name == "toy" else bitoy
+    jobs = _jobs(ALL_VARIANTS)
+    alone = {j.tag: train(task, j.variant, j.hp, settings(), j.seed) for j in jobs}
+    packed_results = _pack(task, jobs, capacity=4)
+    assert set(packed_results) == set(alone)
+    for tag, result in alone.items():
+        _same(packed_results[tag], result)
+
+
+def test_float64_arithmetic_is_the_same_packed(toy):
+    """The per-trial arithmetic does not depend on the pack in float64 either (1e-10)."""
+    params, kinds, xs, lengths = [], [], [], []
+    nets = []
+    for k, variant in enumerate(VARIANTS):
+        torch.manual_seed(k)
+        net = SequenceNetwork(variant, 4, 3 + k, 3, bidirectional=True, impl="cpp").double()
+        nets.append(net)
+        params.append(packed.slot_tensors(net))
+        kinds.append(packed.kind(net))
+        batch = _batch(k, [6, 2 + k % 4], 4, 3, torch.float64)
+        xs.append(batch.x)
+        lengths.append(packed.lengths_of(batch))
+    pack = packed.FusedPack(2)
+    together, _ = pack.forward(xs, lengths, params, kinds)
+    for k in range(len(nets)):
+        (one,), _ = pack.forward([xs[k]], [lengths[k]], [params[k]], [kinds[k]])
+        torch.testing.assert_close(together[k], one, rtol=1e-10, atol=0)
+
+
+def test_a_diverging_trial_leaves_its_pack_and_its_slot_is_refilled(toy):
+    jobs = _jobs(["V", "NOAF", "GRU"])
+    boom = jobs[1]
+    jobs[1] = TrialJob("NOAF", Hyperparameters(8, 1e38, 0.9, 0.0), boom.seed, tag=boom.tag)
+    started, ended = [], []
+    queue = list(reversed(jobs))
+
+    def next_job():
+        if not queue:
+            return None
+        started.append((queue[-1].tag, list(ended)))
+        return queue.pop()
+
+    results = {}
+
+    def on_result(job, result):
+        ended.append(job.tag)
+        results[job.tag] = result
+
+    train_pack(toy, settings(), next_job, on_result, capacity=2)
+    assert results[boom.tag].status == "failed"
+    assert "diverged" in results[boom.tag].fail_reason
+    # the third trial took the diverged trial's slot while the first was still training
+    assert started[2] == ("GRU#2", ["NOAF#1"])
+    for job in (jobs[0], jobs[2]):
+        _same(results[job.tag], train(toy, job.variant, job.hp, settings(), job.seed))
+
+
+def test_cells_without_fused_kernels_train_in_the_same_pack(toy):
+    """MUT1 (autograd) beside V and GRU (fused); and impl=reference, fused=false."""
+    jobs = _jobs(["MUT1", "V", "GRU", "MUT3"])
+    together = _pack(toy, jobs, capacity=4)
+    for job in jobs:
+        _same(together[job.tag], train(toy, job.variant, job.hp, settings(), job.seed))
+    for kw in ({"fused": False}, {"impl": "reference"}):
+        autograd = _pack(toy, jobs[1:3], capacity=2, **kw)
+        for job in jobs[1:3]:
+            _same(autograd[job.tag], train(toy, job.variant, job.hp, settings(**kw), job.seed))
+
+
+def test_fused_and_autograd_training_agree(toy):
+    """The same trial on the fused kernels and through autograd: equal up to rounding (at a
+    tame learning rate: at large ones, training amplifies any rounding difference)."""
+    hp = Hyperparameters(7, 0.02, 0.5, 0.1)
+    for variant in ("V", "FGR", "RNN"):
+        a = train(toy, variant, hp, settings(), 5)
+        b = train(toy, variant, hp, settings(fused=False), 5)
+        assert a.epochs_run == b.epochs_run and a.best_epoch == b.best_epoch
+        assert a.valid_metric == pytest.approx(b.valid_metric, rel=1e-4)
+
+
+def test_time_is_shared_among_the_trials_of_a_pack(toy):
+    results = _pack(toy, _jobs(["V", "NP", "CIFG"]), capacity=3)
+    assert all(r.train_seconds > 0 and r.cpu_seconds > 0 for r in results.values())
+
+
+def test_the_test_split_is_scored_only_at_validation_gains(toy):
+    r = train(toy, "V", Hyperparameters(6, 0.5, 0.9, 0.0), settings(max_epochs=6, patience=6),
+              seed=4)
+    best = 1e300
+    for entry in r.curve:
+        if entry["valid"] < best:
+            best = entry["valid"]
+            assert entry["test"] is not None
+        else:
+            assert entry["test"] is None
+    assert r.test_metric == r.curve[r.best_epoch - 1]["test"]
+
+
+def test_bad_capacity_is_refused(toy):
+    with pytest.raises(ValueError, match="parallel_trials"):
+        train_pack(toy, settings(), lambda: None, lambda j, r: None, capacity=0)
