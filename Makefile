@@ -90,6 +90,7 @@ BENCH_ARGS ?=
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cells.py $(BENCH_ARGS)
 	$(PY) benchmarks/fanova_speed.py $(BENCH_ARGS)
+	$(PY) benchmarks/protocol_throughput.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
