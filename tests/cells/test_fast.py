@@ -252,18 +252,21 @@ def test_float32_gemm_tiles_against_float64(variant, B, H):
 
 
 @needs_ext
-def test_results_do_not_depend_on_the_thread_count():
-    """The float gemm splits large products over torch's threads by columns; every element
-    is the same FMA chain, so outputs and gradients are bitwise equal with 1 and 2 threads."""
+@pytest.mark.parametrize("variant, batch, hidden", [("V", 16, 200), ("NIAF", 16, 200),
+                                                    ("FGR", 64, 47), ("CIFG", 64, 47)])
+def test_results_do_not_depend_on_the_thread_count(variant, batch, hidden):
+    """The float gemm splits large products over torch's threads by columns, and the gate
+    pass of large steps splits its units; every element is the same arithmetic, so outputs
+    and gradients are bitwise equal with 1 and 2 threads."""
     torch.manual_seed(0)
-    layer = build_layer("V", 88, 200, impl="cpp")
-    x = torch.randn(20, 16, 88)
+    layer = build_layer(variant, 88, hidden, impl="cpp")
+    x = torch.randn(20, batch, 88)
     before = torch.get_num_threads()
     runs = []
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            y, dx, g = _run(layer, x, None, torch.ones(20, 16, 200))
+            y, dx, g = _run(layer, x, None, torch.ones(20, batch, hidden))
             runs.append((y, dx, *(v.clone() for v in g.values())))
             layer.zero_grad(set_to_none=True)
     finally:

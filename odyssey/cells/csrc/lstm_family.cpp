@@ -299,10 +299,12 @@ inline T* block(T* base, int64_t b, int64_t GH, int k, int64_t H) {
 
 // One forward step over (B, H): acts_t holds pre-activations on entry, activations on exit.
 // The inner loop has unit-stride accesses only and no branches, so GCC vectorises it.
+// Units [h0, h1) of every row; each element's arithmetic is the same whatever the range.
 template <typename T, int64_t F>
-void step_forward(int64_t B, int64_t H, T* acts_t, const T* __restrict c_prev,
-                  T* __restrict c_t, T* __restrict hc_t, T* __restrict y_t,
-                  const T* __restrict pi, const T* __restrict pf, const T* __restrict po) {
+void step_forward(int64_t B, int64_t H, int64_t h0, int64_t h1, T* acts_t,
+                  const T* __restrict c_prev, T* __restrict c_t, T* __restrict hc_t,
+                  T* __restrict y_t, const T* __restrict pi, const T* __restrict pf,
+                  const T* __restrict po) {
   using L = Layout<F>;
   const int64_t GH = L::G * H;
   for (int64_t b = 0; b < B; ++b) {
@@ -315,7 +317,7 @@ void step_forward(int64_t B, int64_t H, T* acts_t, const T* __restrict c_prev,
     T* __restrict hc = hc_t + b * H;
     T* __restrict y = y_t + b * H;
 #pragma GCC ivdep
-    for (int64_t h = 0; h < H; ++h) {
+    for (int64_t h = h0; h < h1; ++h) {
       T z = az[h];
       if constexpr (L::iact) z = tanh_(z);
       T i = T(1), f = T(1), o = T(1);
@@ -355,7 +357,8 @@ void step_forward(int64_t B, int64_t H, T* acts_t, const T* __restrict c_prev,
 // step t+1 (B, 3H) or null; dpre_t (B, G*H) receives dL/d(pre-activation); dpi/dpf/dpo
 // accumulate the peephole gradients.
 template <typename T, int64_t F>
-void step_backward(int64_t B, int64_t H, const T* acts_t, const T* __restrict c_prev,
+void step_backward(int64_t B, int64_t H, int64_t h0, int64_t h1, const T* acts_t,
+                   const T* __restrict c_prev,
                    const T* __restrict c_t, const T* __restrict hc_t,
                    const T* __restrict dy_t, const T* __restrict dh, T* __restrict dc,
                    const T* dg, T* dpre_t, const T* __restrict pi, const T* __restrict pf,
@@ -382,7 +385,7 @@ void step_backward(int64_t B, int64_t H, const T* acts_t, const T* __restrict c_
     const T* __restrict dyr = dh + b * H;
     T* __restrict dcb = dc + b * H;
 #pragma GCC ivdep
-    for (int64_t h = 0; h < H; ++h) {
+    for (int64_t h = h0; h < h1; ++h) {
       const T z = az[h];
       T i = T(1), f = T(1), o = T(1);
       if constexpr (L::ig) i = ai[h];
@@ -433,6 +436,22 @@ void step_backward(int64_t B, int64_t H, const T* acts_t, const T* __restrict c_
       dcb[h] = dcp;
     }
   }
+}
+
+// A step's gate pass over units [0, H): split into 16-unit-aligned ranges over torch's
+// threads when the step is large enough to repay a fork-join (issue 14: with two threads
+// the B=16, H=200 steps lost to oneDNN on the serial gate pass). Units are independent
+// (the peephole gradients accumulate per unit), so the split changes no number.
+template <typename Fn>
+void over_units(int64_t B, int64_t H, Fn&& fn) {
+  constexpr int64_t kMinWork = 2048;  // B * H below this: one thread
+  if (B * H < kMinWork || at::get_num_threads() < 2 || at::in_parallel_region()) {
+    return fn(int64_t(0), H);
+  }
+  const int64_t blocks = (H + 15) / 16;
+  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    fn(16 * b0, std::min(H, 16 * b1));
+  });
 }
 
 // The nine variants' flags, for the compile-time dispatch below.
@@ -551,9 +570,11 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& x_in, const at::Tensor& w
                              pw_gg, 3 * H, true, acts_t + H, GH);
             }
           }
-          step_forward<scalar_t, Fl>(B, H, acts_t, t > 0 ? pc + (t - 1) * B * H : pz,
-                                     pc + t * B * H, phc + t * B * H, py + t * B * H, ppi,
-                                     ppf, ppo);
+          over_units(B, H, [&](int64_t h0, int64_t h1) {
+            step_forward<scalar_t, Fl>(B, H, h0, h1, acts_t,
+                                       t > 0 ? pc + (t - 1) * B * H : pz, pc + t * B * H,
+                                       phc + t * B * H, py + t * B * H, ppi, ppf, ppo);
+          });
         }
       });
     });
@@ -683,10 +704,12 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& dy_in, const at::Tensor&
                                3 * H, false, pdg, 3 * H);
               }
             }
-            step_backward<scalar_t, Fl>(
-                B, H, pacts + t * B * GH, t > 0 ? pc + (t - 1) * B * H : pz, pc + t * B * H,
-                phc + t * B * H, pdy + t * B * H, pdh, pdc, pdg, pdpre + t * B * GH, ppi, ppf,
-                ppo, pspi, pspf, pspo);
+            over_units(B, H, [&](int64_t h0, int64_t h1) {
+              step_backward<scalar_t, Fl>(
+                  B, H, h0, h1, pacts + t * B * GH, t > 0 ? pc + (t - 1) * B * H : pz,
+                  pc + t * B * H, phc + t * B * H, pdy + t * B * H, pdh, pdc, pdg,
+                  pdpre + t * B * GH, ppi, ppf, ppo, pspi, pspf, pspo);
+            });
             if (peep && (t % kFlush == 0)) {  // fold the step sums into acc_t totals
               for (int64_t h = 0; h < H; ++h) {
                 papi[h] += pspi[h], papf[h] += pspf[h], papo[h] += pspo[h];
