@@ -20,7 +20,6 @@ devices take the autograd step, one trial after the other.
 
 from __future__ import annotations
 
-import gc
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -346,9 +345,6 @@ def train_pack(task: Task, settings: TrainSettings, next_job: Callable[[], Trial
         raise ValueError(f"parallel_trials must be an integer >= 1, got {capacity!r}")
     device = torch.device(settings.device)
     fused_pack = packed.FusedPack(2 if task.bidirectional else 1)
-    # Python's cyclic collector would otherwise rescan everything loaded so far (task data,
-    # libraries) every few hundred small allocations: about a tenth of a batch-1 step
-    gc.freeze()
     runs: list[_Run] = []
     exhausted = False
 
