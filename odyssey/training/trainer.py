@@ -178,6 +178,8 @@ def _noisy(batch: Batch, std: float, generator: torch.Generator) -> torch.Tensor
     if std == 0.0:
         return batch.x
     noise = torch.randn(batch.x.shape, generator=generator, device=batch.x.device)
+    if batch.lengths.numel() == 1:  # one sequence: no padding to keep clean (same numbers)
+        return batch.x + std * noise
     return batch.x + std * noise * batch.mask.unsqueeze(-1)
 
 
@@ -416,7 +418,7 @@ def _fused_step(fused_pack: packed.FusedPack, step: list[tuple[_Run, Batch]]) ->
     with torch.no_grad():
         logits, saved = fused_pack.forward(xs, lengths, [r.params for r in runs],
                                            [r.kind for r in runs])
-    keep, diverged, grads = [], [], []
+    keep, diverged, outs, losses = [], [], [], []
     for k, (run, batch) in enumerate(step):
         out = logits[k].requires_grad_()
         loss = run.objective(out, batch)
@@ -426,9 +428,11 @@ def _fused_step(fused_pack: packed.FusedPack, step: list[tuple[_Run, Batch]]) ->
             run.fail(e)
             diverged.append(run)
             continue
-        (grad,) = torch.autograd.grad(loss, out)
         keep.append(k)
-        grads.append(grad)
+        outs.append(out)
+        losses.append(loss)
+    # one backward pass for all the losses: each trial's gradient is that of its own loss
+    grads = list(torch.autograd.grad(losses, outs)) if losses else []
     with torch.no_grad():
         fused_pack.backward_step(grads, [lengths[k] for k in keep], [saved[k] for k in keep],
                                  [runs[k].params for k in keep],
