@@ -75,12 +75,18 @@ def value_axis(ax, low: float, high: float, *, margin: float = 0.03, headroom: f
     return log
 
 
-def bulk_top(values: np.ndarray, iqr: float = 3.0) -> float:
-    """Upper axis limit from the bulk: min(max, Q3 + iqr * IQR) (Tukey's far-out fence)."""
+def bulk_top(values: np.ndarray, iqr: float = 3.0, whole: float = 10.0) -> float:
+    """Upper axis limit from the bulk: min(max, Q3 + iqr * IQR) (Tukey's far-out fence).
+
+    Positive values within a factor `whole` of each other are all shown (the axis is then in
+    log scale where they span more than LOG_SPAN): only values far beyond are cut off.
+    """
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
     if values.size == 0:
         return 1.0
+    if values.min() > 0 and values.max() <= whole * values.min():
+        return float(values.max())
     q1, q3 = np.percentile(values, [25, 75])
     return float(min(values.max(), q3 + iqr * (q3 - q1))) if q3 > q1 else float(values.max())
 
@@ -211,9 +217,17 @@ def marginals(result: FanovaResult, *, metric_label: str = "metric", title: str 
         ax.set_title(f"main effect {100 * frac['mean']:.1f} ± {100 * frac['std']:.1f} %",
                      fontsize="medium")
         ax.grid(alpha=0.3)
-    low = min(float((m["mean"] - m["std"]).min()) for m in curves)
-    high = max(float((m["mean"] + m["std"]).max()) for m in curves)
-    log = value_axis(axes[0], low, high, margin=0.02, headroom=0.02)
+    # the range of the curves themselves: a band that one odd tree widens is clipped
+    low = min(float(m["mean"].min()) for m in curves)
+    high = max(float(m["mean"].max()) for m in curves)
+    capped = result.cap is not None and result.n_capped > 0
+    if capped:  # the capped trials' level: a plateau there is "at least this bad"
+        high = max(high, float(result.cap))
+        for ax in axes:
+            ax.axhline(result.cap, color="#7b7d7d", linestyle=":", linewidth=1.2,
+                       label=(f"cap: {result.n_capped} of {result.n_samples} trials above "
+                              f"set to {result.cap:.4g}"))
+    log = value_axis(axes[0], low, high, margin=0.12, headroom=0.12)
     axes[0].set_ylabel(f"predicted {metric_label}" + (" (log scale)" if log else ""))
     axes[0].legend(loc="best", fontsize="small")
     if title:
@@ -251,7 +265,8 @@ def variance_fractions(results: dict[str, FanovaResult]) -> Figure:
                 ax.text(left + width / 2, row, f"{100 * width:.0f}%", ha="center",
                         va="center", fontsize="small")
             left += width
-    ax.set_yticks(range(len(tasks)), tasks)
+    ax.set_yticks(range(len(tasks)), [f"{t}\n(all variants\npooled)" if results[t].fallback
+                                      else t for t in tasks])
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.xaxis.set_major_formatter(ticker.PercentFormatter(1.0))

@@ -327,7 +327,9 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
             marg_tables.append(m)
         png = figures.save(figures.marginals(res, metric_label=label,
                                              title=f"{task}: predicted marginals "
-                                                   f"({res.n_samples} trials)"),
+                                                   f"({res.n_samples} trials"
+                                                   + (", all variants pooled)" if res.fallback
+                                                      else ")")),
                            fig_dir, f"marginals_{task}", opt.formats)
         heat = figures.save(figures.interaction_maps(res, top=opt.top_pairs, metric_label=label,
                                                      title=f"{task}: strongest interactions"),
