@@ -49,6 +49,9 @@ log = logging.getLogger("odyssey.sweep")
 UNOWNED_GRACE_S = 300
 # settings that may differ between runs of one sweep without changing what a trial means
 RUN_LOCAL_TRAIN_KEYS = ("device", "impl", "eval_batch_size")
+# set first (null until the trial ends): optuna-dashboard lists a journal store's trial
+# attributes in the order they were first set, in a box a few lines high
+FIRST_ATTRS = ("valid_metric", "test_metric", "best_epoch", "parameter_count")
 
 
 @dataclass
@@ -219,8 +222,9 @@ def run_trial(spec: SweepSpec, task: Task, study: optuna.Study, trial: optuna.Tr
     seed = trial_seed(spec.seed, study.study_name, trial.number, "train")
     params = suggest(trial, spec.distributions)
     hp = Hyperparameters.from_search(params)
-    attrs = {"seed": seed, "momentum": hp.momentum, "batch_size": spec.train.batch_size,
-             "run_id": run_record(spec.config)[0], "git_commit": git_commit()}
+    attrs = {**dict.fromkeys(FIRST_ATTRS), "seed": seed, "momentum": hp.momentum,
+             "batch_size": spec.train.batch_size, "run_id": run_record(spec.config)[0],
+             "git_commit": git_commit()}
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
     log.info("start %s trial %d: H=%d lr=%.3g momentum=%.3f noise=%.3f seed=%d",

@@ -63,10 +63,12 @@ def test_one_worker_fills_every_study_and_records_the_contract(tmp_path):
                                              for e in t.user_attrs["curve"]}
             assert run_key == "run/" + t.user_attrs["run_id"]
             assert not {"config", "versions"} & set(t.user_attrs)
-            # the scores first, the long curve last (optuna-dashboard shows them in order)
+            # the scores first (after the worker), the long curve last: optuna-dashboard
+            # shows a journal store's attributes in the order they were first set
             keys = list(t.user_attrs)
-            assert max(keys.index(k) for k in ("valid_metric", "test_metric", "best_epoch",
-                                               "parameter_count")) < keys.index("curve")
+            assert keys[:5] == ["worker", "valid_metric", "test_metric", "best_epoch",
+                                "parameter_count"]
+            assert keys.index("curve") > keys.index("recurrent_parameter_count")
     assert (spec.sweep_dir / "config.yaml").exists()
     # a rerun of a full sweep trains nothing
     assert run_worker(spec).trials_run == 0
