@@ -187,7 +187,9 @@ def _paper_section(tests: pd.DataFrame, data: pd.DataFrame, results: dict, opt: 
             ours.append(f"{100 * inter:.1f} %" if inter == inter else "-")
             lines += [md_table(pd.DataFrame({"fANOVA share": terms,
                                              "paper (V, Fig. 5)": list(ref.shares.values()),
-                                             "this sweep": ours})), ""]
+                                             "this sweep" + (" (all variants pooled)"
+                                                             if res.fallback else ""): ours})),
+                      ""]
     return lines
 
 

@@ -118,6 +118,7 @@ def test_fanova_pools_the_variants_when_v_has_too_few_trials(sweep_factory):
     findings = pd.read_csv(path.parent / "tables" / "findings.csv").set_index("claim")
     lr = findings.loc[findings.index.str.startswith("Learning rate is the most")].iloc[0]
     assert "music (all variants pooled) —" in lr["evidence"]
+    assert "| this sweep (all variants pooled) |" in text  # the paper side by side
     off = analyze("pool", sweep_factory.results,
                   options=Options(**{**FAST.__dict__, "fanova_pool_if_too_few": False}))
     text = off.read_text()
