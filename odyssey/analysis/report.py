@@ -98,14 +98,18 @@ def _training_time_section(data: pd.DataFrame, opt: Options, tasks: list[str], f
                              n_trees=opt.fanova_trees, seed=opt.fanova_seed,
                              min_samples_leaf=opt.fanova_min_samples_leaf,
                              variants=opt.fanova_variants, progress=False, tasks=tasks,
-                             cap_iqr=None)
+                             cap_iqr=None, pool_if_too_few=opt.fanova_pool_if_too_few)
     for task, res in results.items():
         if isinstance(res, Skipped):
             lines += [f"{task}: not computed: {res.reason}.", ""]
             continue
+        if res.fallback:
+            lines += [f"{task}: **pooled:** {res.fallback}.", ""]
         png = figures.save(figures.marginals(res, metric_label="training seconds",
                                              title=f"{task}: predicted training time "
-                                                   f"({res.n_samples} trials)"),
+                                                   f"({res.n_samples} trials"
+                                                   + (", all variants pooled)" if res.fallback
+                                                      else ")")),
                            fig_dir, f"training_time_{task}", opt.formats)
         lines += [f"![{task} training time]({_rel(png, out)})", ""]
     return lines
