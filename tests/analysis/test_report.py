@@ -119,6 +119,7 @@ def test_fanova_pools_the_variants_when_v_has_too_few_trials(sweep_factory):
     lr = findings.loc[findings.index.str.startswith("Learning rate is the most")].iloc[0]
     assert "music (all variants pooled) —" in lr["evidence"]
     assert "| this sweep (all variants pooled) |" in text  # the paper side by side
+    assert "music: **pooled:** V: 12 complete" in text      # the training-time fANOVA too
     off = analyze("pool", sweep_factory.results,
                   options=Options(**{**FAST.__dict__, "fanova_pool_if_too_few": False}))
     text = off.read_text()
