@@ -15,6 +15,7 @@ from .importance import Skipped, cap_response, fanova_by_task, fanova_by_variant
 from .load import (
     complete,
     load_curves,
+    load_runs,
     load_sweep,
     load_sweeps,
     order_tasks,
@@ -30,7 +31,7 @@ from .store import UnknownSweepError, list_sweeps, open_storage, storage_url
 __all__ = [
     "FanovaResult", "fanova", "Finding", "hyperparameter_findings", "variant_findings",
     "Skipped", "cap_response", "fanova_by_task", "fanova_by_variant", "complete",
-    "load_curves", "load_sweep", "load_sweeps",
+    "load_curves", "load_runs", "load_sweep", "load_sweeps",
     "order_tasks", "order_variants",
     "space_of", "trials_frame", "Options", "analyze", "write_report", "DEFAULT_SPACE",
     "Hyperparameter", "best_fraction", "correct", "mann_whitney", "variant_tests", "welch",

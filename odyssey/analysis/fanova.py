@@ -102,6 +102,7 @@ class FanovaResult:
     trees: list[_Tree] = field(repr=False)
     n_capped: int = 0                     # responses lowered to `cap` before the fit
     cap: float | None = None
+    fallback: str | None = None           # why these trials replaced the requested ones
 
     @property
     def names(self) -> list[str]:

@@ -48,12 +48,45 @@ def log_ticks(axis, low: float, high: float) -> None:
         axis.set_minor_formatter(ticker.NullFormatter())
 
 
-def bulk_top(values: np.ndarray, iqr: float = 3.0) -> float:
-    """Upper axis limit from the bulk: min(max, Q3 + iqr * IQR) (Tukey's far-out fence)."""
+LOG_SPAN = 4.0  # a value axis whose bulk spans more than this factor is drawn in log scale
+
+
+def log_worthy(low: float, high: float, span: float = LOG_SPAN) -> bool:
+    """Whether positive values from `low` to `high` span more than `span` times (log axis)."""
+    return bool(np.isfinite(low) and np.isfinite(high) and low > 0 and high / low > span)
+
+
+def shift(y: float, frac: float, low: float, high: float, log: bool) -> float:
+    """y moved by `frac` of the axis range [low, high], in the axis's own (log or linear) scale."""
+    if log:
+        return float(np.exp(np.log(y) + frac * np.log(high / low)))
+    return float(y + frac * ((high - low) or 1.0))
+
+
+def value_axis(ax, low: float, high: float, *, margin: float = 0.03, headroom: float = 0.08
+               ) -> bool:
+    """Y range [low, high] plus margins, in log scale when it spans > LOG_SPAN; True if log."""
+    log = log_worthy(low, high)
+    if log:
+        ax.set_yscale("log")
+        log_ticks(ax.yaxis, low, high)
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_ylim(shift(low, -margin, low, high, log), shift(high, headroom, low, high, log))
+    return log
+
+
+def bulk_top(values: np.ndarray, iqr: float = 3.0, whole: float = 10.0) -> float:
+    """Upper axis limit from the bulk: min(max, Q3 + iqr * IQR) (Tukey's far-out fence).
+
+    Positive values within a factor `whole` of each other are all shown (the axis is then in
+    log scale where they span more than LOG_SPAN): only values far beyond are cut off.
+    """
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
     if values.size == 0:
         return 1.0
+    if values.min() > 0 and values.max() <= whole * values.min():
+        return float(values.max())
     q1, q3 = np.percentile(values, [25, 75])
     return float(min(values.max(), q3 + iqr * (q3 - q1))) if q3 > q1 else float(values.max())
 
@@ -129,17 +162,17 @@ def variant_boxes(data: dict[str, pd.DataFrame], tests: pd.DataFrame, task: str,
                 patch.set_facecolor(colors.to_rgba(color, 0.55))
                 patch.set_edgecolor("black")
             top = max(s["whishi"] for s in stats)
-            span = top - min(s["whislo"] for s in stats) or 1.0
+            low = min(s["whislo"] for s in stats)
+            log = value_axis(ax, low, top, headroom=0.12)
             for i, v in enumerate(variants):
                 if verdicts.get(v) in (WORSE, BETTER):
-                    ax.text(i, stats[i]["whishi"] + 0.02 * span, "*", ha="center", va="bottom",
-                            fontsize=14, fontweight="bold",
+                    ax.text(i, shift(stats[i]["whishi"], 0.02, low, top, log), "*",
+                            ha="center", va="bottom", fontsize=14, fontweight="bold",
                             color=WORSE_COLOR if verdicts[v] == WORSE else BETTER_COLOR)
-            ax.set_ylim(top=top + 0.12 * span)
             for i, n in enumerate(above):
-                mark_off_scale(ax, i, n, top + 0.12 * span)
+                mark_off_scale(ax, i, n, shift(top, 0.12, low, top, log))
         ax.set_xticks(pos, variants)
-        ax.set_ylabel(metric_label)
+        ax.set_ylabel(metric_label + (" (log scale)" if ax.get_yscale() == "log" else ""))
         title = SUBSET_TITLES[subset].format(pct=100 * fraction)
         ns = frame.groupby("variant").size()
         if len(ns):
@@ -170,8 +203,8 @@ def marginals(result: FanovaResult, *, metric_label: str = "metric", title: str 
     fig = Figure(figsize=(3.4 * len(names), 3.3), layout="constrained")
     axes = fig.subplots(1, len(names), sharey=True, squeeze=False)[0]
     main = result.main_effects()
-    for ax, hp in zip(axes, result.space, strict=True):
-        m = result.marginal(hp.name, size)
+    curves = [result.marginal(hp.name, size) for hp in result.space]
+    for ax, hp, m in zip(axes, result.space, curves, strict=True):
         ax.plot(m["value"], m["mean"], color=PLAIN_COLOR, linewidth=2)
         ax.fill_between(m["value"], m["mean"] - m["std"], m["mean"] + m["std"],
                         color=PLAIN_COLOR, alpha=0.25, linewidth=0, label="±1 std over trees")
@@ -184,7 +217,18 @@ def marginals(result: FanovaResult, *, metric_label: str = "metric", title: str 
         ax.set_title(f"main effect {100 * frac['mean']:.1f} ± {100 * frac['std']:.1f} %",
                      fontsize="medium")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel(f"predicted {metric_label}")
+    # the range of the curves themselves: a band that one odd tree widens is clipped
+    low = min(float(m["mean"].min()) for m in curves)
+    high = max(float(m["mean"].max()) for m in curves)
+    capped = result.cap is not None and result.n_capped > 0
+    if capped:  # the capped trials' level: a plateau there is "at least this bad"
+        high = max(high, float(result.cap))
+        for ax in axes:
+            ax.axhline(result.cap, color="#7b7d7d", linestyle=":", linewidth=1.2,
+                       label=(f"cap: {result.n_capped} of {result.n_samples} trials above "
+                              f"set to {result.cap:.4g}"))
+    log = value_axis(axes[0], low, high, margin=0.12, headroom=0.12)
+    axes[0].set_ylabel(f"predicted {metric_label}" + (" (log scale)" if log else ""))
     axes[0].legend(loc="best", fontsize="small")
     if title:
         fig.suptitle(title)
@@ -221,7 +265,8 @@ def variance_fractions(results: dict[str, FanovaResult]) -> Figure:
                 ax.text(left + width / 2, row, f"{100 * width:.0f}%", ha="center",
                         va="center", fontsize="small")
             left += width
-    ax.set_yticks(range(len(tasks)), tasks)
+    ax.set_yticks(range(len(tasks)), [f"{t}\n(all variants\npooled)" if results[t].fallback
+                                      else t for t in tasks])
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.xaxis.set_major_formatter(ticker.PercentFormatter(1.0))
@@ -300,15 +345,16 @@ def learning_rate_scatter(frame: pd.DataFrame, task: str, *, metric: str = "test
     limit = bulk_top(frame[metric].to_numpy(float)) if len(frame) else 1.0
     finite = frame[metric].to_numpy(float)
     low = float(np.nanmin(finite)) if len(frame) else 0.0
-    span = (limit - low) or 1.0
+    log = log_worthy(low, limit)
     for ax, v in zip(axes, variants, strict=False):
         part = frame[frame["variant"] == v]
         n_all = len(part)
         off = part[part[metric] > limit]
         part = part[part[metric] <= limit]
         if len(off):  # off-scale trials: at the top edge, at their learning rate, counted
-            ax.scatter(off["learning_rate"], np.full(len(off), limit + 0.05 * span), s=14,
-                       marker="^", color="black", clip_on=False)
+            ax.scatter(off["learning_rate"], np.full(len(off), shift(limit, 0.05, low, limit,
+                                                                      log)),
+                       s=14, marker="^", color="black", clip_on=False)
         points = ax.scatter(part["learning_rate"], part[metric], s=12,
                             c=part["hidden_size"] if hs is not None else PLAIN_COLOR,
                             norm=norm, cmap="plasma", alpha=0.8, edgecolors="none")
@@ -319,11 +365,11 @@ def learning_rate_scatter(frame: pd.DataFrame, task: str, *, metric: str = "test
     lr = {hp.name: hp for hp in space_of(frame)}.get("learning_rate")
     if lr is not None and lr.log:  # the whole searched range, shared by all panels
         axes[0].set_xlim(lr.low / 1.5, lr.high * 1.5)
-    axes[0].set_ylim(low - 0.03 * span, limit + 0.08 * span)
+    value_axis(axes[0], low, limit)  # shared by all panels
     for ax in axes[len(variants):]:
         ax.set_visible(False)
     for ax in axes[::ncols]:
-        ax.set_ylabel(metric_label)
+        ax.set_ylabel(metric_label + (" (log scale)" if log else ""))
     for ax in axes[max(0, len(variants) - ncols):len(variants)]:
         ax.set_xlabel("learning rate (log scale)")
         ax.xaxis.set_tick_params(labelbottom=True)

@@ -160,7 +160,7 @@ def _fanova_claim(results: dict[str, FanovaResult | Skipped], claim: str, judge)
             continue
         ok, text = judge(res)
         per_task.append(ok)
-        lines.append(f"{task} — {text}")
+        lines.append(f"{task}{' (all variants pooled)' if res.fallback else ''} — {text}")
     if not lines:
         lines = ["no task with trials"]
     return Finding(claim, _overall(per_task), "<br>".join(lines))

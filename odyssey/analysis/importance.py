@@ -9,6 +9,17 @@ computed from the bulk; a capped trial keeps its rank at the top (it still count
 but not its size. On a constructed sweep with 3 diverged of 60 V trials, learning rate's share
 is 0 % uncapped, about 50 ± 23 % at k = 3 and 70 ± 16 % at k = 1.5 (truth: it dominates); the
 report says how many were capped.
+
+The task's trivial baseline (e.g. the frequency model's NLL) is not used as the cap: it is
+known for the validation split only (trials record `baseline_valid`), the fANOVA is on the
+test metric, and capping there would flatten every trial that learnt little into one value,
+erasing the slope from "barely trained" to "near the baseline" that the paper's low-learning-
+rate marginals show. The fence only removes sizes far beyond the bulk.
+
+When the variants the findings are judged on (V by default) have fewer than `min_trials`
+complete trials but the task as a whole has enough (the quick sweep: 8 per variant), the task's
+fit pools all its variants instead and says so (`FanovaResult.fallback`), unless
+`pool_if_too_few` is off.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ class Skipped:
     """Why a task has no fANOVA (rendered in the report instead of a number)."""
 
     reason: str
+    too_few: bool = False  # skipped for want of trials (not for a degenerate forest)
 
 
 def cap_response(y: np.ndarray, iqr: float | None) -> tuple[np.ndarray, float | None, int]:
@@ -52,7 +64,8 @@ def _fit(part: pd.DataFrame, metric: str, space, min_trials: int, cap_iqr: float
         return Skipped(f"hyperparameters {missing} are not in the trial table")
     part = part[np.isfinite(part[metric].astype(float))].dropna(subset=[hp.name for hp in space])
     if len(part) < min_trials:
-        return Skipped(f"too few trials for fANOVA: {len(part)} complete, {min_trials} needed")
+        return Skipped(f"too few trials for fANOVA: {len(part)} complete, {min_trials} needed",
+                       too_few=True)
     y, bound, n_capped = cap_response(part[metric].to_numpy(float), cap_iqr)
     try:
         res = fanova(part, y, space, **forest)
@@ -80,22 +93,32 @@ def fanova_by_variant(data: pd.DataFrame, *, metric: str = "test_metric", min_tr
 def fanova_by_task(data: pd.DataFrame, *, metric: str = "test_metric", min_trials: int = 20,
                    n_trees: int = 100, seed: int = 0, min_samples_leaf: int = 1,
                    variants: Sequence[str] | None = None, progress: bool = True,
-                   tasks: Sequence[str] | None = None, cap_iqr: float | None = 1.5
-                   ) -> dict[str, FanovaResult | Skipped]:
+                   tasks: Sequence[str] | None = None, cap_iqr: float | None = 1.5,
+                   pool_if_too_few: bool = True) -> dict[str, FanovaResult | Skipped]:
     """fANOVA of `metric` for each task, pooling the trials of `variants` (default: all).
 
     `data` holds complete trials. A task with fewer than `min_trials` finite scores, or whose
     forest explains no variance, maps to a `Skipped` with the reason. `tasks` (default: the
     tasks in `data`) lets a task without any complete trial be reported as such. Responses
-    are capped by `cap_response(y, cap_iqr)` (None: not capped).
+    are capped by `cap_response(y, cap_iqr)` (None: not capped). With `pool_if_too_few`, a
+    task whose `variants` have too few trials is fitted on all its variants, and the result's
+    `fallback` says why.
     """
     space = space_of(data)
     out: dict[str, FanovaResult | Skipped] = {}
     tasks = order_tasks(data["task"].unique()) if tasks is None else list(tasks)
     for task in tqdm(tasks, desc="fANOVA", unit="task", disable=not progress):
         part = data[data["task"] == task]
-        if variants is not None:
-            part = part[part["variant"].isin([v.upper() for v in variants])]
-        out[task] = _fit(part, metric, space, min_trials, cap_iqr, n_trees=n_trees, seed=seed,
-                         min_samples_leaf=min_samples_leaf)
+        chosen = part if variants is None else part[part["variant"].isin(
+            [v.upper() for v in variants])]
+        forest = {"n_trees": n_trees, "seed": seed, "min_samples_leaf": min_samples_leaf}
+        res = _fit(chosen, metric, space, min_trials, cap_iqr, **forest)
+        if (isinstance(res, Skipped) and res.too_few and pool_if_too_few
+                and variants is not None and len(chosen) < len(part)):
+            pooled = _fit(part, metric, space, min_trials, cap_iqr, **forest)
+            if isinstance(pooled, FanovaResult):
+                pooled.fallback = (f"{', '.join(variants)}: {res.reason.split(': ', 1)[1]}; "
+                                   "all variants pooled instead")
+                res = pooled
+        out[task] = res
     return out

@@ -5,7 +5,8 @@ searched, plus momentum = 1 - one_minus_momentum), value (the objective: best va
 metric), valid_metric, test_metric, best_epoch, epochs_run, parameter_count,
 recurrent_parameter_count, train_seconds, duration_seconds (wall time Optuna recorded),
 datetime_start, datetime_complete, seed, batch_size, fail_kind (the sweep's class of failure:
-diverged, error, stale, claim_lost, ...), fail_reason, untrained (True: a complete trial that
+diverged, error, stale, claim_lost, ...), fail_reason, git_commit, run_id (the key of the run's
+config and package versions in `load_runs`), untrained (True: a complete trial that
 never beat its task's trivial baseline; NaN where the store does not say), metric,
 metric_label, and one extra_<name> column per extra metric. `frame.attrs` holds sweep, space
 (Hyperparameter tuple), metric_labels (task -> label) and storage_url.
@@ -20,6 +21,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from ..search.provenance import RUN_PREFIX, run_record
 from ..search.storage import mask_url
 from .space import DEFAULT_SPACE, Hyperparameter, space_from_distributions
 from .store import open_storage, storage_url, sweep_dir
@@ -29,8 +31,8 @@ VARIANT_ORDER = ("V", "NIG", "NFG", "NOG", "NIAF", "NOAF", "NP", "CIFG", "FGR", 
 
 SCALAR_ATTRS = ("valid_metric", "test_metric", "best_epoch", "epochs_run", "parameter_count",
                 "recurrent_parameter_count", "train_seconds", "momentum", "seed", "batch_size",
-                "fail_kind", "fail_reason", "git_commit", "untrained")
-TEXT_ATTRS = ("fail_kind", "fail_reason", "git_commit")
+                "fail_kind", "fail_reason", "git_commit", "run_id", "untrained")
+TEXT_ATTRS = ("fail_kind", "fail_reason", "git_commit", "run_id")
 
 
 def order_variants(names: Iterable[str]) -> list[str]:
@@ -79,6 +81,8 @@ def trials_frame(storage: optuna.storages.BaseStorage, sweep: str) -> pd.DataFra
             row["value"] = t.value if t.values else np.nan
             for key in SCALAR_ATTRS:
                 row[key] = attrs.get(key, None if key in TEXT_ATTRS else np.nan)
+            if row["run_id"] is None and isinstance(attrs.get("config"), dict):
+                row["run_id"] = _legacy_run(attrs)[0]
             for key, value in (attrs.get("extra_metrics") or {}).items():
                 row[f"extra_{key}"] = value
             row["datetime_start"] = t.datetime_start
@@ -110,6 +114,41 @@ def trials_frame(storage: optuna.storages.BaseStorage, sweep: str) -> pd.DataFra
                               kind="stable").reset_index(drop=True)
     frame.attrs.update(sweep=sweep, space=space, metric_labels=labels)
     return frame
+
+
+def _legacy_run(attrs: dict) -> tuple[str, dict]:
+    """A trial of a sweep run before the config moved to the study: its own config/versions."""
+    return run_record(attrs["config"], attrs.get("versions") or {})
+
+
+def _open(sweep_name: str, results_dir: str | Path, url: str | None
+          ) -> optuna.storages.BaseStorage:
+    base = None
+    if url is None:
+        base = sweep_dir(sweep_name, results_dir)
+        url = storage_url(sweep_name, results_dir)
+    return open_storage(url, base=base)
+
+
+def load_runs(sweep_name: str, results_dir: str | Path = "results",
+              url: str | None = None) -> dict[str, dict]:
+    """The sweep's runs: run_id -> {"config": resolved sweep config, "versions": packages}.
+
+    A trial's `run_id` column (trial table) names its run. The records are the studies' user
+    attributes `run/<id>`; a store written before they existed keeps them on each trial
+    (`config`, `versions`), and those are returned under the same kind of id.
+    """
+    storage = _open(sweep_name, results_dir, url)
+    runs: dict[str, dict] = {}
+    for study in _studies(storage, sweep_name):
+        for key, value in study.user_attrs.items():
+            if key.startswith(RUN_PREFIX):
+                runs.setdefault(key[len(RUN_PREFIX):], value)
+        for t in storage.get_all_trials(study._study_id, deepcopy=False):
+            if "run_id" not in t.user_attrs and isinstance(t.user_attrs.get("config"), dict):
+                run_id, record = _legacy_run(t.user_attrs)
+                runs.setdefault(run_id, record)
+    return runs
 
 
 def load_sweep(sweep_name: str, results_dir: str | Path = "results",
@@ -157,11 +196,7 @@ def load_sweeps(sweep_names: Sequence[str], results_dir: str | Path = "results"
 def load_curves(sweep_name: str, results_dir: str | Path = "results",
                 url: str | None = None) -> pd.DataFrame:
     """Learning curves, long: task, variant, trial, epoch, train_loss, valid, test, valid_loss."""
-    base = None
-    if url is None:
-        base = sweep_dir(sweep_name, results_dir)
-        url = storage_url(sweep_name, results_dir)
-    storage = open_storage(url, base=base)
+    storage = _open(sweep_name, results_dir, url)
     rows = []
     for study in _studies(storage, sweep_name):
         task, variant = _study_keys(study, sweep_name)

@@ -40,6 +40,7 @@ class Options:
     fanova_min_samples_leaf: int = 1
     fanova_variants: list[str] | None = field(default_factory=lambda: ["V"])
     fanova_cap_iqr: float | None = 1.5
+    fanova_pool_if_too_few: bool = True
     grid: int = 100
     top_pairs: int = 3
     little: float = 0.05
@@ -97,14 +98,18 @@ def _training_time_section(data: pd.DataFrame, opt: Options, tasks: list[str], f
                              n_trees=opt.fanova_trees, seed=opt.fanova_seed,
                              min_samples_leaf=opt.fanova_min_samples_leaf,
                              variants=opt.fanova_variants, progress=False, tasks=tasks,
-                             cap_iqr=None)
+                             cap_iqr=None, pool_if_too_few=opt.fanova_pool_if_too_few)
     for task, res in results.items():
         if isinstance(res, Skipped):
             lines += [f"{task}: not computed: {res.reason}.", ""]
             continue
+        if res.fallback:
+            lines += [f"{task}: **pooled:** {res.fallback}.", ""]
         png = figures.save(figures.marginals(res, metric_label="training seconds",
                                              title=f"{task}: predicted training time "
-                                                   f"({res.n_samples} trials)"),
+                                                   f"({res.n_samples} trials"
+                                                   + (", all variants pooled)" if res.fallback
+                                                      else ")")),
                            fig_dir, f"training_time_{task}", opt.formats)
         lines += [f"![{task} training time]({_rel(png, out)})", ""]
     return lines
@@ -186,7 +191,9 @@ def _paper_section(tests: pd.DataFrame, data: pd.DataFrame, results: dict, opt: 
             ours.append(f"{100 * inter:.1f} %" if inter == inter else "-")
             lines += [md_table(pd.DataFrame({"fANOVA share": terms,
                                              "paper (V, Fig. 5)": list(ref.shares.values()),
-                                             "this sweep": ours})), ""]
+                                             "this sweep" + (" (all variants pooled)"
+                                                             if res.fallback else ""): ours})),
+                      ""]
     return lines
 
 
@@ -277,11 +284,14 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
                              n_trees=opt.fanova_trees, seed=opt.fanova_seed,
                              min_samples_leaf=opt.fanova_min_samples_leaf,
                              variants=opt.fanova_variants, progress=opt.progress, tasks=tasks,
-                             cap_iqr=opt.fanova_cap_iqr)
+                             cap_iqr=opt.fanova_cap_iqr,
+                             pool_if_too_few=opt.fanova_pool_if_too_few)
     done = {t: r for t, r in results.items() if isinstance(r, FanovaResult)}
     pooled = ("all variants pooled (what distinguishes the variants is then variance the "
               "forest cannot explain; `fanova.variants=[V]` analyses one)"
-              if not opt.fanova_variants else "variants " + ", ".join(opt.fanova_variants))
+              if not opt.fanova_variants else "variants " + ", ".join(opt.fanova_variants)
+              + (" (where they have too few trials, all variants pooled, as said below)"
+                 if opt.fanova_pool_if_too_few else ""))
     hp_lines = [
         "## Hyperparameters (fANOVA)", "",
         f"A random forest of {opt.fanova_trees} trees is fitted per task to (hyperparameters in "
@@ -323,7 +333,9 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
             marg_tables.append(m)
         png = figures.save(figures.marginals(res, metric_label=label,
                                              title=f"{task}: predicted marginals "
-                                                   f"({res.n_samples} trials)"),
+                                                   f"({res.n_samples} trials"
+                                                   + (", all variants pooled)" if res.fallback
+                                                      else ")")),
                            fig_dir, f"marginals_{task}", opt.formats)
         heat = figures.save(figures.interaction_maps(res, top=opt.top_pairs, metric_label=label,
                                                      title=f"{task}: strongest interactions"),
@@ -334,6 +346,8 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
         table = table.sort_values(["kind", "mean"], ascending=[True, False],
                                   key=lambda s: s.map({"main": 0, "pair": 1, "rest": 2})
                                   if s.name == "kind" else s)
+        if res.fallback:
+            hp_lines += [f"**Pooled:** {res.fallback} (`fanova.pool_if_too_few`).", ""]
         if res.cap is not None:
             hp_lines += [f"{res.n_capped} of {res.n_samples} responses capped at "
                          f"{fmt(res.cap)}.", ""]
@@ -373,7 +387,9 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
         f"{opt.select_by} (Welch's t-test, means of {opt.metric}, corrected p-values); the "
         "all-trials rank test (medians) is shown beside. Hyperparameter claims are judged on "
         "the fANOVA of " + (", ".join(opt.fanova_variants) if opt.fanova_variants
-                            else "all variants pooled") + ".", "",
+                            else "all variants pooled")
+        + ("; a task marked *(all variants pooled)* had too few of those trials"
+           if any(getattr(r, "fallback", None) for r in results.values()) else "") + ".", "",
         md_table(pd.DataFrame({"finding": [f.claim for f in found],
                                "this sweep": [f"**{f.verdict}**" for f in found],
                                "evidence": [f.evidence for f in found]})), ""]

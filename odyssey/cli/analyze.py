@@ -31,6 +31,7 @@ def options_from(cfg: DictConfig):
                                     if not isinstance(variants, str) else [variants]),
                    fanova_cap_iqr=(None if cfg.fanova.get("cap_iqr") is None
                                    else float(cfg.fanova.cap_iqr)),
+                   fanova_pool_if_too_few=bool(cfg.fanova.get("pool_if_too_few", True)),
                    grid=int(cfg.fanova.grid), top_pairs=int(cfg.fanova.top_pairs),
                    little=float(cfg.findings.little),
                    interactions_little=float(cfg.findings.interactions_little),

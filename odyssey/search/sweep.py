@@ -38,7 +38,7 @@ from .progress import (
     progress_line,
     summary_frame,
 )
-from .provenance import git_commit, versions
+from .provenance import RUN_PREFIX, git_commit, run_record
 from .space import make_sampler, suggest, trial_seed
 from .spec import DEFINING_KEYS, SweepConfigError, SweepSpec
 from .storage import mask_url, open_storage
@@ -49,6 +49,9 @@ log = logging.getLogger("odyssey.sweep")
 UNOWNED_GRACE_S = 300
 # settings that may differ between runs of one sweep without changing what a trial means
 RUN_LOCAL_TRAIN_KEYS = ("device", "impl", "eval_batch_size", "fused")
+# set first (null until the trial ends): optuna-dashboard lists a journal store's trial
+# attributes in the order they were first set, in a box a few lines high
+FIRST_ATTRS = ("valid_metric", "test_metric", "best_epoch", "parameter_count")
 
 
 @dataclass
@@ -96,14 +99,20 @@ def write_config(spec: SweepSpec) -> None:
 def open_studies(spec: SweepSpec, task: Task, storage: optuna.storages.BaseStorage,
                  sampler: optuna.samplers.BaseSampler | None = None
                  ) -> dict[str, optuna.Study]:
-    """One study per variant, created if missing, with the contract's user attributes."""
+    """One study per variant, created if missing, with the contract's user attributes.
+
+    The run's config and package versions go here once, as `run/<id>` (provenance.run_record);
+    each trial names its record by `run_id`.
+    """
+    run_id, record = run_record(spec.config)
     studies = {}
     for v in spec.variants:
         study = optuna.create_study(storage=storage, study_name=spec.study_name(v),
                                     direction="minimize", load_if_exists=True,
                                     sampler=sampler)
         attrs = {"sweep_name": spec.sweep_name, "task": spec.task_name, "variant": v,
-                 "metric": task.metric, "metric_label": task.metric_label}
+                 "metric": task.metric, "metric_label": task.metric_label,
+                 f"{RUN_PREFIX}{run_id}": record}
         for key, value in attrs.items():
             if study.user_attrs.get(key) != value:
                 study.set_user_attr(key, value)
@@ -212,8 +221,9 @@ def start_trial(spec: SweepSpec, study: optuna.Study, trial: optuna.Trial,
     seed = trial_seed(spec.seed, study.study_name, trial.number, "train")
     params = suggest(trial, spec.distributions)
     hp = Hyperparameters.from_search(params)
-    attrs = {"seed": seed, "momentum": hp.momentum, "batch_size": spec.train.batch_size,
-             "config": spec.config, "versions": versions(), "git_commit": git_commit()}
+    attrs = {**dict.fromkeys(FIRST_ATTRS), "seed": seed, "momentum": hp.momentum,
+             "batch_size": spec.train.batch_size, "run_id": run_record(spec.config)[0],
+             "git_commit": git_commit()}
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
     log.info("start %s trial %d: H=%d lr=%.3g momentum=%.3f noise=%.3f seed=%d",
@@ -238,7 +248,8 @@ def finish_trial(task: Task, job: TrialJob, result: TrainResult) -> str:
     study, trial, heartbeat = job.tag
     heartbeat.__exit__(None, None, None)
     try:
-        for key, value in result.as_dict().items():
+        # the long learning curve last, after the scores a person looks for first
+        for key, value in sorted(result.as_dict().items(), key=lambda kv: kv[0] == "curve"):
             if key not in ("status", "fail_reason"):
                 trial.set_user_attr(key, value)
         if result.status == "complete":

@@ -113,6 +113,7 @@ def load(**options) -> HandwritingTask:
     splits = {name: SequenceSet(list(corpus[name][0]), list(corpus[name][1]),
                                 list(corpus[name][2])) for name in SPLITS}
     info = {"charset": manifest["charset"], "features": manifest["features"],
+            "subsample": manifest.get("subsample", 1),
             "synthetic": manifest["synthetic"], "corpus": summary(manifest)}
     return HandwritingTask(splits, manifest["charset"], standardize=bool(cfg.standardize),
                            source=cfg.source, info=info)

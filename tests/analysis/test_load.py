@@ -84,3 +84,38 @@ def test_several_sweeps_load_as_one_table(sweep_factory):
     assert set(frame.attrs["metric_labels"]) == {"music", "speech"}
     with pytest.raises(UnknownSweepError, match="q-music, q-speech"):
         load_sweeps(["q-music", "q-handwriting"], sweep_factory.results)
+
+
+def test_runs_from_study_records_and_from_legacy_trial_attributes(tmp_path):
+    """A trial's run_id names its run's config and versions: the study's `run/<id>` record
+    (sweeps now) or, for a store written before, the trial's own config/versions."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    from odyssey.analysis import load_runs
+    from odyssey.search.provenance import run_record
+
+    folder = tmp_path / "results" / "r"
+    folder.mkdir(parents=True)
+    path = folder / "optuna.journal"
+    (folder / "config.yaml").write_text(f"sweep_name: r\nstorage:\n  url: {path}\n")
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    config = {"sweep_name": "r", "worker": 3, "task": {"name": "music"}}
+    run_id, record = run_record(config, {"torch": "2.13.0"})
+    assert run_id == run_record({**config, "worker": 0}, {"torch": "2.13.0"})[0]
+    assert run_id != run_record(config, {"torch": "2.12.0"})[0]
+    new = optuna.create_study(storage=storage, study_name="r/music/V")
+    new.set_user_attr(f"run/{run_id}", record)
+    new.add_trial(optuna.trial.create_trial(value=1.0, user_attrs={"run_id": run_id}))
+    old = optuna.create_study(storage=storage, study_name="r/music/NP")
+    legacy = {**config, "seed": 7}
+    old.add_trial(optuna.trial.create_trial(
+        value=2.0, user_attrs={"config": legacy, "versions": {"torch": "2.12.0"}}))
+    frame = load_sweep("r", tmp_path / "results")
+    runs = load_runs("r", tmp_path / "results")
+    by_variant = dict(zip(frame["variant"], frame["run_id"], strict=True))
+    assert runs[by_variant["V"]] == record
+    assert runs[by_variant["NP"]] == {"config": {k: v for k, v in legacy.items()
+                                                 if k != "worker"},
+                                      "versions": {"torch": "2.12.0"}}
+    assert len(runs) == 2

@@ -105,3 +105,22 @@ def test_paper_verdicts_survive_a_few_diverged_trials(sweep_factory):
     assert "## The paper side by side" in text and "paper: JSB Chorales" in text
     shares = pd.read_csv(path.parent / "tables" / "fanova_by_variant.csv")
     assert set(shares["variant"]) == {"V", "NFG", "NOAF", "CIFG", "NP", "FGR"}
+
+
+def test_fanova_pools_the_variants_when_v_has_too_few_trials(sweep_factory):
+    """12 V trials (20 needed), 60 in the task: the fit pools all variants and says so."""
+    sweep_factory("pool", tasks=("music",), variants=["V", "NFG", "NOAF", "CIFG", "NP"],
+                  n_trials=12, n_failed=0)
+    path = analyze("pool", sweep_factory.results, options=FAST)
+    text = path.read_text()
+    assert ("**Pooled:** V: 12 complete, 20 needed; all variants pooled instead" in text)
+    assert "60 trials. Predicted marginals" in text
+    findings = pd.read_csv(path.parent / "tables" / "findings.csv").set_index("claim")
+    lr = findings.loc[findings.index.str.startswith("Learning rate is the most")].iloc[0]
+    assert "music (all variants pooled) —" in lr["evidence"]
+    assert "| this sweep (all variants pooled) |" in text  # the paper side by side
+    assert "music: **pooled:** V: 12 complete" in text      # the training-time fANOVA too
+    off = analyze("pool", sweep_factory.results,
+                  options=Options(**{**FAST.__dict__, "fanova_pool_if_too_few": False}))
+    text = off.read_text()
+    assert "Pooled:" not in text and "too few trials for fANOVA: 12 complete" in text

@@ -140,8 +140,13 @@ def test_transcription_without_csr_names_the_file(iam_root: Path) -> None:
         iamondb.read_transcription(path)
 
 
+# the fixture's lines have 1-2 points per character (IAM-OnDB's have about 20): too few to
+# halve for CTC, so the reader's tests keep every point
+ALL_POINTS = {"source": "iamondb", "subsample": 1}
+
+
 def test_iamondb_corpus_is_cached_with_its_own_charset(iam_root: Path, datasets: Path) -> None:
-    corpus, manifest = hw.load_corpus({"source": "iamondb", "iamondb": {"root": str(iam_root)}})
+    corpus, manifest = hw.load_corpus({**ALL_POINTS, "iamondb": {"root": str(iam_root)}})
     texts = [t for _, (_, lines) in FORMS.items() for t in lines]
     assert manifest["charset"] == "".join(sorted(set("".join(texts))))
     assert manifest["synthetic"] is False
@@ -162,25 +167,87 @@ def test_lines_too_short_for_ctc_are_dropped_and_counted(iam_root: Path, dataset
         "</Stroke>")[0] + "</Stroke>\n  </StrokeSet>\n</WhiteboardCaptureSession>\n"
     path.write_text(keep)
     assert len(iamondb.read_line_strokes(path)[0]) == len(strokes[0]) == 15
-    _, manifest = hw.load_corpus({"source": "iamondb", "iamondb": {"root": str(iam_root)}})
+    _, manifest = hw.load_corpus({**ALL_POINTS, "iamondb": {"root": str(iam_root)}})
     assert manifest["splits"]["train"]["dropped_lines"] == ["a01-000x-03"]
     assert manifest["splits"]["train"]["lines"] == 6
 
 
 # -- features -----------------------------------------------------------------------------
 def test_features_dx_dy_dt_pen_up_and_back() -> None:
+    """The features of earlier versions (time since the previous point, every point)."""
     strokes = [np.array([[0.0, 0.0, 1.0], [1.0, 2.0, 1.1]]),
                np.array([[5.0, 2.0, 2.0], [5.0, 3.0, 2.05], [6.0, 3.0, 2.1]])]
-    f = line_features(strokes)
+    f = line_features(strokes, "time", subsample=1)
     np.testing.assert_allclose(f, [[0, 0, 0, 0], [1, 2, 0.1, 1], [4, 0, 0.9, 0],
                                    [0, 1, 0.05, 0], [1, 0, 0.05, 1]], atol=1e-6)
-    fx = line_features(strokes, "x")
+    fx = line_features(strokes, "x", subsample=1)
     np.testing.assert_allclose(fx[:, 2], [0, 1, 5, 5, 6])
     back = strokes_from_features(f)
     assert [len(s) for s in back] == [2, 3]
     np.testing.assert_allclose(back[1], [[5, 2], [5, 3], [6, 3]], atol=1e-6)
     with pytest.raises(ValueError, match="feature 'speed' unknown"):
         line_features(strokes, "speed")
+
+
+def test_paper_features_time_since_stroke_start_on_every_second_point() -> None:
+    """DESIGN §3: time since the current stroke began, each line halved; by hand below."""
+    strokes = [np.array([[0.0, 0.0, 1.0], [1.0, 2.0, 1.1], [2.0, 2.0, 1.3]]),  # points 0-2
+               np.array([[5.0, 2.0, 2.0], [5.0, 3.0, 2.05]]),                  # points 3-4
+               np.array([[8.0, 0.0, 3.0]]),                                    # point 5
+               np.array([[9.0, 1.0, 4.0], [9.5, 1.5, 4.2], [10.0, 1.0, 4.5]])]  # points 6-8
+    # kept: points 0, 2, 4, 6, 8 = (0,0,1.0|s0), (2,2,1.3|s0), (5,3,2.05|s1), (9,1,4.0|s3),
+    # (10,1,4.5|s3); strokes start at 1.0, 2.0, 3.0, 4.0; the one-point stroke 2 is dropped,
+    # its pen lift is the one after point 4 (pen_up there), and the pen's path through it
+    # is in the next dx, dy
+    expected = [[0, 0, 0.0, 0],     # stroke 0 continues at kept point 2
+                [2, 2, 0.3, 1],     # 1.3 - 1.0; stroke 0 ends before point 4
+                [3, 1, 0.05, 1],    # 2.05 - 2.0; stroke 1 ends, stroke 3 comes next
+                [4, -2, 0.0, 0],    # 4.0 - 4.0: the first point of stroke 3
+                [1, 0, 0.5, 1]]     # 4.5 - 4.0; the line's last point
+    f = line_features(strokes)  # the defaults are the paper's
+    np.testing.assert_allclose(f, expected, atol=1e-6)
+    assert f.dtype == np.float32
+    # every point kept: the stroke time of each point, a pen lift after each stroke
+    full = line_features(strokes, "stroke_time", subsample=1)
+    np.testing.assert_allclose(full[:, 2], [0, 0.1, 0.3, 0, 0.05, 0, 0, 0.2, 0.5], atol=1e-6)
+    np.testing.assert_array_equal(full[:, 3], [0, 0, 1, 0, 1, 1, 0, 0, 1])
+    assert line_features(strokes, subsample=3).shape == (3, 4)  # points 0, 3, 6
+    # halving keeps the pen lifts: the strokes rebuilt from the features are those kept
+    back = strokes_from_features(f)
+    np.testing.assert_allclose(np.concatenate(back), [[0, 0], [2, 2], [5, 3], [9, 1], [10, 1]],
+                               atol=1e-6)
+    assert [len(s) for s in back] == [2, 1, 2]
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="subsample must be an integer >= 1"):
+            line_features(strokes, subsample=bad)
+
+
+def test_each_feature_choice_is_its_own_cache() -> None:
+    """A corpus built with one set of features is never read back for another."""
+    stems = {hw.cache_stem(hw.resolve({"feature": f, "subsample": k}))
+             for f in ("stroke_time", "time", "x") for k in (1, 2)}
+    assert len(stems) == 6
+    # today's defaults are the paper's; feature=time subsample=1 keeps the key (and so the
+    # cache) of the corpora built before subsampling existed
+    cfg = hw.resolve()
+    assert (cfg.feature, cfg.subsample) == ("stroke_time", 2)
+    assert "subsample" not in hw._key_options(hw.resolve({"feature": "time", "subsample": 1}))
+    with pytest.raises(ValueError, match="subsample must be an integer >= 1"):
+        hw.resolve({"subsample": 0})
+
+
+def test_a_cache_with_other_options_is_rebuilt(datasets: Path) -> None:
+    """A manifest whose options are not the requested ones (a cache copied in under the
+    wrong name) is rebuilt, not read."""
+    options = {**TINY, "hershey": {**TINY["hershey"], "lines_per_writer": 1}}
+    _, manifest = hw.load_corpus({**options, "feature": "time", "subsample": 1})
+    other = hw.cache_stem(hw.resolve(options))  # the paper's features
+    for suffix in (".json", ".npz"):
+        src = hw.cache_stem(hw.resolve({**options, "feature": "time", "subsample": 1}))
+        other.with_suffix(suffix).write_bytes(src.with_suffix(suffix).read_bytes())
+    corpus, again = hw.load_corpus(options)
+    assert again["options"]["feature"] == "stroke_time" and again["subsample"] == 2
+    assert again["splits"]["train"]["points"] < manifest["splits"]["train"]["points"]
 
 
 # -- Hershey synthesiser --------------------------------------------------------------------

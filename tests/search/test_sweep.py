@@ -20,8 +20,8 @@ from tests.search.helpers import run_toy_worker, studies, toy_config
 SMALL = ["search.params.hidden_size.low=4", "search.params.hidden_size.high=12"]
 CONTRACT_ATTRS = {"valid_metric", "test_metric", "best_epoch", "epochs_run", "curve",
                   "extra_metrics", "train_seconds", "parameter_count",
-                  "recurrent_parameter_count", "momentum", "seed", "batch_size", "config",
-                  "versions", "git_commit"}
+                  "recurrent_parameter_count", "momentum", "seed", "batch_size", "run_id",
+                  "git_commit"}
 
 
 def spawn(tmp, overrides, worker, sleep=0.0):
@@ -40,8 +40,15 @@ def test_one_worker_fills_every_study_and_records_the_contract(tmp_path):
     assert set(by_variant) == {"V", "NP"}
     for v, study in by_variant.items():
         assert study.study_name == f"t/toy/{v}"
-        assert study.user_attrs == {"sweep_name": "t", "task": "toy", "variant": v,
-                                    "metric": "nll", "metric_label": "NLL per time step"}
+        runs = {k: a for k, a in study.user_attrs.items() if k.startswith("run/")}
+        assert {k: a for k, a in study.user_attrs.items() if k not in runs} == {
+            "sweep_name": "t", "task": "toy", "variant": v, "metric": "nll",
+            "metric_label": "NLL per time step"}
+        # the bulky config and versions once per study, each trial naming its record
+        assert len(runs) == 1
+        (run_key, record), = runs.items()
+        assert record["config"]["task"]["name"] == "toy" and "torch" in record["versions"]
+        assert "worker" not in record["config"]
         trials = study.get_trials()
         assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
         for t in trials:
@@ -54,8 +61,14 @@ def test_one_worker_fills_every_study_and_records_the_contract(tmp_path):
             # the learning curve as Optuna's intermediate values (optuna-dashboard draws it)
             assert t.intermediate_values == {e["epoch"]: pytest.approx(e["valid"])
                                              for e in t.user_attrs["curve"]}
-            assert t.user_attrs["config"]["task"]["name"] == "toy"
-            assert "torch" in t.user_attrs["versions"]
+            assert run_key == "run/" + t.user_attrs["run_id"]
+            assert not {"config", "versions"} & set(t.user_attrs)
+            # the scores first (after the worker), the long curve last: optuna-dashboard
+            # shows a journal store's attributes in the order they were first set
+            keys = list(t.user_attrs)
+            assert keys[:5] == ["worker", "valid_metric", "test_metric", "best_epoch",
+                                "parameter_count"]
+            assert keys.index("curve") > keys.index("recurrent_parameter_count")
     assert (spec.sweep_dir / "config.yaml").exists()
     # a rerun of a full sweep trains nothing
     assert run_worker(spec).trials_run == 0

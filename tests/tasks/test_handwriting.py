@@ -115,10 +115,8 @@ def test_network_shape_and_metric_names() -> None:
 
 
 # -- on the synthetic corpus ---------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> HandwritingTask:
-    """A tiny Hershey corpus of short lines over a 4-letter alphabet."""
-    folder = tmp_path_factory.mktemp("hw")
+def _tiny(folder: Path, **options) -> HandwritingTask:
+    """A tiny Hershey corpus of short lines over a 4-letter alphabet, in `folder`."""
     words = folder / "words.txt"
     words.write_text("\n".join("".join(p) for n in (2, 3, 4)
                                for p in itertools.product("aclo", repeat=n)))
@@ -128,9 +126,47 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> HandwritingTask:
         return load_task("handwriting", hershey={
             "writers": {"train": 8, "valid": 2, "test": 2}, "lines_per_writer": 10,
             "workers": 1, "min_chars": 4, "max_chars": 8, "word_list": str(words),
-            "fonts": ["futural"]})
+            "fonts": ["futural"]}, **options)
     finally:
         mp.undo()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> HandwritingTask:
+    return _tiny(tmp_path_factory.mktemp("hw"))
+
+
+def test_paper_features_are_the_full_lines_halved(tmp_path: Path) -> None:
+    """The default (paper) inputs against every point with `feature=time subsample=1`:
+    half the points, each move the sum of the two it spans, a pen lift where either of the
+    two points it spans ended a stroke, and stroke time 0 where a stroke begins."""
+    paper = _tiny(tmp_path, standardize=False)
+    full = _tiny(tmp_path, standardize=False, feature="time", subsample=1)
+    halved = _tiny(tmp_path, standardize=False, feature="time")
+    assert paper.describe()["features"] == ["dx", "dy", "stroke_t", "pen_up"]
+    assert (paper.describe()["subsample"], full.describe()["subsample"]) == (2, 1)
+    checked = 0
+    for split in ("train", "valid", "test"):
+        rows = dict(zip(full.splits[split].ids, full.splits[split].inputs, strict=True))
+        for line, p, h in zip(paper.splits[split].ids, paper.splits[split].inputs,
+                              halved.splits[split].inputs, strict=True):
+            f = rows[line]
+            n = len(f)
+            assert len(p) == len(h) == (n + 1) // 2
+            move = np.cumsum(f[:, :2], axis=0)[::2]  # pen position at every second point
+            np.testing.assert_allclose(h[1:, :2], np.diff(move, axis=0), atol=1e-4)
+            np.testing.assert_allclose(h[1:, 2], np.add.reduceat(f[1:, 2], np.arange(
+                0, n - 1, 2))[:len(h) - 1], rtol=1e-5, atol=1e-6)
+            lift = np.maximum(f[::2, 3], np.append(f[1::2, 3], 0)[:len(h)])
+            np.testing.assert_array_equal(h[:, 3], lift)
+            np.testing.assert_array_equal(p[:, [0, 1, 3]], h[:, [0, 1, 3]])
+            # stroke time: 0 exactly where a stroke starts at a kept point, else growing
+            assert p[0, 2] == 0 and np.all(p[:, 2] >= 0)
+            inside = (p[:-1, 3] == 0)  # consecutive kept points of one stroke
+            np.testing.assert_allclose(p[1:, 2][inside], (p[:-1, 2] + h[1:, 2])[inside],
+                                       rtol=1e-5, atol=1e-6)
+            checked += 1
+    assert checked == 120
 
 
 def test_load_task_standardises_and_describes(tiny: HandwritingTask) -> None:
@@ -139,7 +175,7 @@ def test_load_task_standardises_and_describes(tiny: HandwritingTask) -> None:
     np.testing.assert_allclose(train.std(0), 1, atol=1e-3)
     info = tiny.describe()
     assert info["task"] == "handwriting" and info["synthetic"] is True
-    assert info["features"] == ["dx", "dy", "dt", "pen_up"]
+    assert info["features"] == ["dx", "dy", "stroke_t", "pen_up"] and info["subsample"] == 2
     assert info["train"]["sequences"] == 80
     base = trivial_baselines(tiny, "valid")
     assert base["empty"] == 1.0 and 0.5 < base["most_frequent"] < 1.0

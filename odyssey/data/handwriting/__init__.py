@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ...config import load_group_config
 from ...versions import package_versions
 from ..cache import build_lock, cached, datasets_dir, load_manifest_safe
-from .ink import InkLine, feature_names, line_features
+from .ink import InkLine, check_subsample, feature_names, line_features
 
 SPLITS = ("train", "valid", "test")
 SOURCES = ("hershey", "iamondb")
@@ -49,6 +49,7 @@ def resolve(options: Mapping | DictConfig | None = None) -> DictConfig:
         raise ValueError(f"handwriting: source {cfg.source!r} unknown; expected one of "
                          f"{', '.join(SOURCES)}")
     feature_names(cfg.feature)  # validates
+    check_subsample(cfg.subsample)
     return cfg
 
 
@@ -75,7 +76,10 @@ def _key_options(cfg: DictConfig) -> dict:
         from .hershey import GENERATOR_VERSION
 
         section["generator_version"] = GENERATOR_VERSION
-    return {"source": cfg.source, "feature": cfg.feature, cfg.source: section}
+    key = {"source": cfg.source, "feature": cfg.feature, cfg.source: section}
+    if cfg.subsample != 1:  # absent from caches built before subsampling existed (all 1)
+        key["subsample"] = int(cfg.subsample)
+    return key
 
 
 def cache_stem(cfg: DictConfig) -> Path:
@@ -96,7 +100,7 @@ def ctc_min_length(label_seq: np.ndarray) -> int:
     return int(len(label_seq) + np.count_nonzero(label_seq[1:] == label_seq[:-1]))
 
 
-def _pack(lines: dict[str, list[InkLine]], charset: str, feature: str
+def _pack(lines: dict[str, list[InkLine]], charset: str, feature: str, subsample: int
           ) -> tuple[dict[str, list[np.ndarray]], dict]:
     """Features and labels per split; lines too short for CTC are dropped and counted."""
     arrays: dict[str, list[np.ndarray]] = {}
@@ -104,7 +108,7 @@ def _pack(lines: dict[str, list[InkLine]], charset: str, feature: str
     for name in SPLITS:
         inputs, targets, ids, writers, dropped = [], [], [], [], []
         for line in lines[name]:
-            x = line_features(line.strokes, feature)
+            x = line_features(line.strokes, feature, subsample)
             y = labels(line.text, charset)
             if len(y) == 0 or len(x) < ctc_min_length(y):
                 dropped.append(line.id)
@@ -123,7 +127,7 @@ def _pack(lines: dict[str, list[InkLine]], charset: str, feature: str
             "ids": ids, "line_writers": writers,
         }
     return arrays, {"charset": charset, "features": list(feature_names(feature)),
-                    "splits": splits}
+                    "subsample": subsample, "splits": splits}
 
 
 def _hershey_job(args: tuple) -> tuple[dict, list[InkLine]]:
@@ -172,7 +176,7 @@ def build_hershey(cfg: DictConfig) -> tuple[dict[str, list[np.ndarray]], dict]:
                                   desc="handwriting: writers", unit="writer"):
         lines[job[1]] += wl
         writers[job[1]].append(writer)
-    arrays, manifest = _pack(lines, CHARSET, cfg.feature)
+    arrays, manifest = _pack(lines, CHARSET, cfg.feature, int(cfg.subsample))
     manifest["writer_styles"] = writers
     manifest["versions"] = package_versions("Hershey-Fonts", "wordfreq", "numpy", python=False)
     return arrays, manifest
@@ -190,7 +194,7 @@ def build_iamondb(cfg: DictConfig) -> tuple[dict[str, list[np.ndarray]], dict]:
         progress=lambda it: tqdm(list(it), desc="iamondb: forms", unit="form"))
     charset = "".join(sorted({ch for name in SPLITS for line in lines[name]
                               for ch in line.text}))
-    arrays, manifest = _pack(lines, charset, cfg.feature)
+    arrays, manifest = _pack(lines, charset, cfg.feature, int(cfg.subsample))
     manifest["reader"] = report
     manifest["versions"] = package_versions("numpy", python=False)
     return arrays, manifest
@@ -212,6 +216,10 @@ def load_corpus(options: Mapping | DictConfig | None = None, rebuild: bool = Fal
     stem = cache_stem(cfg)
     with build_lock(stem.parent):  # parallel sweep workers build once, the others read
         arrays, manifest = cached(stem, lambda: _build_arrays(cfg), rebuild=rebuild)
+        if manifest.get("options") != _key_options(cfg):  # a cache copied in by hand
+            print(f"note: {stem.with_suffix('.json')} was built with other options "
+                  f"({manifest.get('options')}); rebuilding")
+            arrays, manifest = cached(stem, lambda: _build_arrays(cfg), rebuild=True)
     corpus = {name: (arrays[f"{name}_inputs"], arrays[f"{name}_targets"],
                      manifest["splits"][name]["ids"]) for name in SPLITS}
     return corpus, manifest
@@ -231,6 +239,7 @@ def summary(manifest: dict) -> dict:
     out["characters"] = len(manifest["charset"])
     out["charset"] = manifest["charset"]
     out["features"] = manifest["features"]
+    out["subsample"] = manifest.get("subsample", 1)
     out["splits"] = {}
     for name in SPLITS:
         s = manifest["splits"][name]
