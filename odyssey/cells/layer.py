@@ -262,9 +262,12 @@ class RecurrentLayer(nn.Module):
         self.directions = nn.ModuleList(
             cell.build(input_size, hidden_size, forget_bias=forget_bias, init_std=init_std,
                        impl=impl) for _ in range(n))
-        # the masks' own generator, seeded from the global one only when dropout is on (so
-        # that a layer without dropout draws exactly what it always drew)
-        self._mask_seed = int(torch.randint(2**62, ())) if self.dropout > 0 else None
+        # the masks' own generator, seeded from the global generator's current state without
+        # advancing it, so a network's initial weights are the same with or without dropout
+        self._mask_seed: int | None = None
+        if self.dropout > 0:
+            with torch.random.fork_rng(devices=[]):
+                self._mask_seed = int(torch.randint(2**62, ()))
         self._mask_rng: torch.Generator | None = None
         self.dropout_used = False  # whether a direction has asked for a mask (check_cell)
 
