@@ -234,6 +234,13 @@ class PluginCell(nn.Module):
             if n > 1 and (not isinstance(state, tuple | list) or len(state) != n):
                 raise ValueError(f"{self.definition.name}: step must return a tuple of {n} "
                                  f"state tensors (states={n}), got {type(state).__name__}")
+            if t == 0:  # a wrong shape would otherwise surface deep inside torch
+                for k, part in enumerate([state] if n == 1 else state):
+                    if not isinstance(part, Tensor) or part.shape != (B, self.hidden_size):
+                        got = tuple(part.shape) if isinstance(part, Tensor) else type(part)
+                        raise ValueError(
+                            f"{self.definition.name}: step returned state {k} of shape {got}; "
+                            f"expected (batch, hidden) = ({B}, {self.hidden_size})")
             outputs.append(state if n == 1 else state[0])
         return torch.stack(outputs) if outputs else x.new_zeros(0, B, self.hidden_size)
 
