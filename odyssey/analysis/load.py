@@ -21,7 +21,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from ..cells import cell_names
+from ..cells import canonical, cell_names
 from ..search.provenance import RUN_PREFIX, run_record
 from ..search.storage import mask_url
 from .space import DEFAULT_SPACE, Hyperparameter, space_from_distributions
@@ -62,7 +62,16 @@ def _study_keys(study, sweep: str) -> tuple[str, str]:
     if not task or not variant:
         raise ValueError(f"study {study.study_name!r}: cannot tell task and variant (expected "
                          "user_attrs task/variant or a name <sweep>/<task>/<variant>)")
-    return str(task), str(variant).upper()
+    return str(task), variant_name(str(variant))
+
+
+def variant_name(name: str) -> str:
+    """A registered cell's own spelling (case-insensitive: "np" -> "NP", "mgu" -> "MGU");
+    a name the registry does not know (a plugin the analysis has not loaded) as it is."""
+    try:
+        return canonical(name)
+    except ValueError:
+        return name
 
 
 def trials_frame(storage: optuna.storages.BaseStorage, sweep: str) -> pd.DataFrame:

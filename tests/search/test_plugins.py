@@ -81,3 +81,71 @@ def test_a_sweep_searches_dropout_over_a_plugin_cell(tmp_path):
         assert [t.state for t in trials] == [TrialState.COMPLETE] * 2, v
         assert all(0 <= t.params["dropout"] <= 0.5 for t in trials)
         assert trials[0].user_attrs["config"]["plugins"] == [str(path)]
+
+
+TOY_PLUGIN = """
+from tests.toy import register
+
+register()  # the toy task of tests/toy.py, as a plugin a worker process can load
+"""
+
+
+@pytest.mark.slow
+def test_a_plugin_cell_beside_v_and_the_muts_runs_resumes_and_is_analysed(tmp_path):
+    """Done-when of issue 15: variants=[V,MUT1,MUT2,MUT3,MyCell], MyCell from a plugin file:
+    two workers in other processes (Hydra's joblib launcher) load the plugins from the
+    config, a second run resumes the sweep, and the analysis (which loads no plugin)
+    reports MyCell like any other cell."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.search.helpers import TOY_CONFIG
+
+    write_plugin(tmp_path)
+    write_plugin(tmp_path, TOY_PLUGIN, "toy_task.py")
+    (tmp_path / "cfg" / "task").mkdir(parents=True)
+    (tmp_path / "cfg" / "task" / "toy.yaml").write_text(TOY_CONFIG.format(sleep=0.0))
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo)}  # the toy plugin imports tests.toy
+    bin_dir = Path(sys.executable).parent
+    names = ["V", "MUT1", "MUT2", "MUT3", "MyCell"]
+    common = ["plugins=[my_cells.py,toy_task.py]", "hydra.searchpath=[file://cfg]", "task=toy",
+              f"variants=[{','.join(names)}]", "train.max_epochs=2", "train.batch_size=4",
+              "search=dropout", *SMALL, "sweep_name=t", f"results_dir={tmp_path / 'results'}"]
+
+    def sweep(*args):
+        r = subprocess.run([str(bin_dir / "odyssey-sweep"), *args, *common], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r.stdout + r.stderr
+
+    first = sweep("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "worker=range(0,2)",
+                  "trials_per_variant=1")
+    assert "5/5 trials" in first
+    assert list((tmp_path / "results" / "t" / "logs").glob("*/worker1/odyssey-sweep.log"))
+    resumed = sweep("trials_per_variant=2")  # resume: one more trial per cell
+    assert "10/10 trials finished" in resumed and "MyCell" in resumed
+    cfg = toy_config(tmp_path, *common[3:], f"plugins=[{tmp_path / 'my_cells.py'}]",
+                     "trials_per_variant=2")
+    by_variant = studies(cfg)
+    assert set(by_variant) == set(names)
+    for v, study in by_variant.items():
+        trials = study.get_trials()
+        assert [t.number for t in trials] == [0, 1], v
+        assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials), v
+        assert all(t.user_attrs.get("fail_kind", "diverged") == "diverged" for t in trials), v
+    mine = [t for t in by_variant["MyCell"].get_trials() if t.state == TrialState.COMPLETE]
+    assert mine and mine[0].user_attrs["recurrent_parameter_count"] == \
+        2 * (4 * mine[0].params["hidden_size"] + mine[0].params["hidden_size"] ** 2
+             + mine[0].params["hidden_size"])
+    r = subprocess.run([str(bin_dir / "odyssey-analyze"), "sweep_name=t",
+                        f"results_dir={tmp_path / 'results'}", "progress=false",
+                        "fanova.min_trials=1000"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=600)  # no PYTHONPATH, no plugins: none needed
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = (tmp_path / "results" / "t" / "report.md").read_text()
+    assert "| MyCell |" in report and "| MUT3 |" in report
+    tests = (tmp_path / "results" / "t" / "tables" / "variant_tests.csv").read_text()
+    assert all(v in tests for v in names)
