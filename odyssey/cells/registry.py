@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .dropout import NO_DROPOUT, VariationalDropout
 from .layer import LSTMFamilyCell, MutCell, PluginCell, TorchParamCell
 from .variants import (
     EXTRA_VARIANTS,
@@ -258,6 +257,5 @@ for _name in (*VARIANTS, *EXTRA_VARIANTS):
                else "extra"),
         has_fast=_spec.family != "mut", spec=_spec))
 
-__all__ = ["CellType", "CellRegistrationError", "GROUPS", "NO_DROPOUT", "VariationalDropout",
-           "add_cell", "canonical", "cell_names", "check_cell", "get_cell", "parameter_count",
-           "register_cell", "remove_cell", "spec"]
+__all__ = ["CellType", "CellRegistrationError", "GROUPS", "add_cell", "canonical", "cell_names",
+           "check_cell", "get_cell", "parameter_count", "register_cell", "remove_cell", "spec"]
