@@ -208,19 +208,21 @@ def check_cell(name: str, *, dropout: bool = False) -> None:
     who = f"cell {cell.name}" + ("" if cell.origin == BUILTIN else f" (plugin {cell.origin})")
     i, h, T, B = 3, 4, 5, 2
     try:
-        layer = RecurrentLayer(cell, i, h, bidirectional=True, impl="reference",
-                               dropout=0.5 if dropout else 0.0)
-        n = sum(p.numel() for p in layer.parameters())
-        expected = 2 * int(cell.parameter_count(i, h))
-        if n != expected:
-            raise ValueError(f"its parameters hold {n // 2} numbers per direction at I={i}, "
-                             f"H={h}, but parameter_count({i}, {h}) says {expected // 2}")
-        x = torch.randn(T, B, i)
-        y = layer(x, torch.tensor([T, T - 2]))
-        if y.shape != (T, B, 2 * h):
-            raise ValueError(f"a layer returned shape {tuple(y.shape)}, expected "
-                             f"{(T, B, 2 * h)}")
-        y.sum().backward()
+        with torch.random.fork_rng(devices=[]):  # leave the caller's random state as it was
+            layer = RecurrentLayer(cell, i, h, bidirectional=True, impl="reference",
+                                   dropout=0.5 if dropout else 0.0)
+            n = sum(p.numel() for p in layer.parameters())
+            expected = 2 * int(cell.parameter_count(i, h))
+            if n != expected:
+                raise ValueError(f"its parameters hold {n // 2} numbers per direction at "
+                                 f"I={i}, H={h}, but parameter_count({i}, {h}) says "
+                                 f"{expected // 2}")
+            x = torch.randn(T, B, i)
+            y = layer(x, torch.tensor([T, T - 2]))
+            if y.shape != (T, B, 2 * h):
+                raise ValueError(f"a layer returned shape {tuple(y.shape)}, expected "
+                                 f"{(T, B, 2 * h)}")
+            y.sum().backward()
         if dropout and not layer.dropout_used:
             raise ValueError("it never applies the dropout masks, so it cannot take "
                              "search.params.dropout: call drop.x(gate, x) and "

@@ -200,3 +200,10 @@ def test_check_cell_names_what_is_wrong():
         check_cell("Deaf", dropout=True)
     register_mgu()
     check_cell("MGU", dropout=True)
+
+
+def test_check_cell_leaves_the_random_state_alone():
+    register_mgu()
+    state = torch.get_rng_state()
+    check_cell("MGU", dropout=True)
+    assert torch.equal(torch.get_rng_state(), state)
