@@ -92,12 +92,19 @@ def load_task(name: str, **options) -> Task:
         raise ValueError(f"unknown task {name!r}; expected one of: {', '.join(_TASKS)} (a task "
                          "of your own must be registered by a plugin, see README "
                          "'Your own task')")
-    load = _TASKS[name].load
+    entry = _TASKS[name]
+    load = entry.load
     if isinstance(load, str):
         module, func = load.split(":")
         load = getattr(importlib.import_module(module, __name__ if module.startswith(".")
                                                else None), func)
-    task = load(**options)
+    try:
+        task = load(**options)
+    except Exception as e:
+        if entry.origin == BUILTIN:
+            raise
+        raise ValueError(f"task {name!r} of plugin {entry.origin!r} failed to load with "
+                         f"options {options}: {type(e).__name__}: {e}") from e
     if not isinstance(task, Task):
         raise TypeError(f"task {name!r}: its load function returned {type(task).__name__}, "
                         "not an odyssey.tasks.Task")

@@ -59,6 +59,18 @@ def test_what_a_cell_cannot_do_is_refused_before_training(tmp_path):
                                          "variants=[V,MyCell]", DROPOUT))
 
 
+def test_a_plugin_task_that_fails_to_load_stops_the_worker_with_its_name(tmp_path):
+    path = write_plugin(tmp_path, "from odyssey.tasks import register_task\n\n"
+                        "def load(size=1):\n    raise OSError('corpus not found')\n\n"
+                        "register_task('fragile', load)\n", "fragile.py")
+    write_plugin(tmp_path / "cfg" / "task", "name: fragile\nsize: 3\n", "fragile.yaml")
+    spec = SweepSpec.from_config(toy_config(tmp_path, f"plugins=[{path}]", "task=fragile"))
+    with pytest.raises(SweepConfigError, match=f"task: task 'fragile' of plugin '{path}' failed "
+                                               "to load with options {'size': 3}: OSError: "
+                                               "corpus not found"):
+        run_worker(spec)
+
+
 @pytest.mark.parametrize(("override", "message"), [
     ("search.params.dropout.high=1.0", r"dropout probability must lie in \[0, 1\)"),
     ("search.params.dropout.low=-0.1", r"dropout probability must lie in \[0, 1\)"),

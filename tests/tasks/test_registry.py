@@ -32,3 +32,10 @@ def test_unknown_clashing_and_bad_tasks():
     register_task("not_a_task", lambda: 42, origin="tests")
     with pytest.raises(TypeError, match="returned int, not an odyssey.tasks.Task"):
         load_task("not_a_task")
+
+
+def test_a_plugin_task_that_fails_to_load_is_named():
+    register_task("picky", toy_load, origin="my_tasks.py")
+    with pytest.raises(ValueError, match=r"task 'picky' of plugin 'my_tasks.py' failed to load "
+                                         r"with options \{'colour': 1\}: TypeError"):
+        load_task("picky", colour=1)
