@@ -54,12 +54,17 @@ def test_a_module_plugin_and_a_task(tmp_path, monkeypatch):
     sys.modules.pop("lab_plugin", None)
 
 
-def test_entry_points_are_loaded(tmp_path, monkeypatch):
-    write_plugin(tmp_path, MY_CELL, "ep_cells.py")
+@pytest.mark.parametrize("function", [False, True])
+def test_entry_points_are_loaded(tmp_path, monkeypatch, function):
+    """`module` (registers when imported) or `module:function` (called to register)."""
+    source = ("def register():\n" + "".join(f"    {line}\n" for line in MY_CELL.splitlines())
+              if function else MY_CELL)
+    write_plugin(tmp_path, source, "ep_cells.py")
     dist = tmp_path / "ep_cells-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-cells\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[odyssey.plugins]\nmy_cells = ep_cells\n")
+    target = "ep_cells:register" if function else "ep_cells"
+    (dist / "entry_points.txt").write_text(f"[odyssey.plugins]\nmy_cells = {target}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     loaded = load_plugins()
     assert any(p.cells == ("MyCell",) for p in loaded)
