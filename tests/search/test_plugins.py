@@ -92,7 +92,8 @@ def test_a_sweep_searches_dropout_over_a_plugin_cell(tmp_path):
         trials = study.get_trials()
         assert [t.state for t in trials] == [TrialState.COMPLETE] * 2, v
         assert all(0 <= t.params["dropout"] <= 0.5 for t in trials)
-        assert trials[0].user_attrs["config"]["plugins"] == [str(path)]
+        run = study.user_attrs[f"run/{trials[0].user_attrs['run_id']}"]  # provenance record
+        assert run["config"]["plugins"] == [str(path)]
 
 
 TOY_PLUGIN = """
