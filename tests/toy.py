@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from odyssey.tasks import TASKS, FramewiseTask, SequenceSet
+from odyssey.tasks import FramewiseTask, SequenceSet, register_task
 from odyssey.tasks.base import Batch
 
 TOY = "toy"
@@ -75,4 +75,4 @@ def load(n_train: int = 32, n_valid: int = 12, n_test: int = 12, inputs: int = 4
 
 def register() -> None:
     """Make `load_task("toy", ...)` work (in this process)."""
-    TASKS[TOY] = "tests.toy:load"
+    register_task(TOY, "tests.toy:load", origin="tests")

@@ -32,7 +32,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .fanova import FanovaResult, fanova
-from .load import order_tasks, order_variants, space_of
+from .load import order_tasks, order_variants, space_of, variant_name
 
 
 @dataclass
@@ -110,7 +110,7 @@ def fanova_by_task(data: pd.DataFrame, *, metric: str = "test_metric", min_trial
     for task in tqdm(tasks, desc="fANOVA", unit="task", disable=not progress):
         part = data[data["task"] == task]
         chosen = part if variants is None else part[part["variant"].isin(
-            [v.upper() for v in variants])]
+            [variant_name(v) for v in variants])]
         forest = {"n_trees": n_trees, "seed": seed, "min_samples_leaf": min_samples_leaf}
         res = _fit(chosen, metric, space, min_trials, cap_iqr, **forest)
         if (isinstance(res, Skipped) and res.too_few and pool_if_too_few

@@ -21,13 +21,11 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from ..cells import canonical, cell_names
 from ..search.provenance import RUN_PREFIX, run_record
 from ..search.storage import mask_url
 from .space import DEFAULT_SPACE, Hyperparameter, space_from_distributions
 from .store import open_storage, storage_url, sweep_dir
-
-# The variants in the order of DESIGN §2 (V first); unknown names sort after, alphabetically.
-VARIANT_ORDER = ("V", "NIG", "NFG", "NOG", "NIAF", "NOAF", "NP", "CIFG", "FGR", "GRU", "RNN")
 
 SCALAR_ATTRS = ("valid_metric", "test_metric", "best_epoch", "epochs_run", "parameter_count",
                 "recurrent_parameter_count", "train_seconds", "momentum", "seed", "batch_size",
@@ -36,10 +34,12 @@ TEXT_ATTRS = ("fail_kind", "fail_reason", "git_commit", "run_id")
 
 
 def order_variants(names: Iterable[str]) -> list[str]:
-    """Variant names in the study's order (V, the eight LSTM changes, GRU, RNN, others)."""
+    """Variant names in the cell registry's order (V, the eight LSTM changes, GRU, RNN, LSTMB,
+    MUT1-3, then the cells of loaded plugins); names it does not know (a plugin cell whose
+    plugin the analysis has not loaded: it needs none) sort after, alphabetically."""
+    order = cell_names()
     names = list(dict.fromkeys(names))
-    return sorted(names, key=lambda n: (VARIANT_ORDER.index(n) if n in VARIANT_ORDER
-                                        else len(VARIANT_ORDER), n))
+    return sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
 
 
 def order_tasks(names: Iterable[str]) -> list[str]:
@@ -62,7 +62,16 @@ def _study_keys(study, sweep: str) -> tuple[str, str]:
     if not task or not variant:
         raise ValueError(f"study {study.study_name!r}: cannot tell task and variant (expected "
                          "user_attrs task/variant or a name <sweep>/<task>/<variant>)")
-    return str(task), str(variant).upper()
+    return str(task), variant_name(str(variant))
+
+
+def variant_name(name: str) -> str:
+    """A registered cell's own spelling (case-insensitive: "np" -> "NP", "mgu" -> "MGU");
+    a name the registry does not know (a plugin the analysis has not loaded) as it is."""
+    try:
+        return canonical(name)
+    except ValueError:
+        return name
 
 
 def trials_frame(storage: optuna.storages.BaseStorage, sweep: str) -> pd.DataFrame:

@@ -60,7 +60,8 @@ DEFAULT_SPACE: tuple[Hyperparameter, ...] = (
     Hyperparameter("input_noise", 0.0, 1.0, log=False, label="input noise std"),
 )
 
-LABELS: Mapping[str, str] = {hp.name: hp.label for hp in DEFAULT_SPACE}
+LABELS: Mapping[str, str] = {**{hp.name: hp.label for hp in DEFAULT_SPACE},
+                             "dropout": "variational dropout p"}
 
 
 def space_from_distributions(distributions: Mapping[str, object]) -> tuple[Hyperparameter, ...]:

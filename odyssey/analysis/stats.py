@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from ..cells import LSTM_FAMILY
+from ..cells import cell_names
 
 CORRECTIONS = ("holm", "bonferroni")
 SUBSETS = ("all", "best")
@@ -131,7 +131,7 @@ def variant_tests(frame: pd.DataFrame, *, metric: str = "test_metric",
                 block.append(row)
             tested = [r for r in block if np.isfinite(r["p"])]
             for paper in (True, False):
-                family = [r for r in tested if (r["variant"] in LSTM_FAMILY) == paper]
+                family = [r for r in tested if (r["variant"] in cell_names("paper")) == paper]
                 adjusted = correct(np.array([r["p"] for r in family]), correction)
                 for r, p_adj in zip(family, adjusted, strict=True):
                     r["p_adjusted"] = float(p_adj)

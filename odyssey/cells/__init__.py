@@ -1,10 +1,24 @@
-"""The recurrent cells of DESIGN §2 and the one way to build a layer from them."""
+"""The recurrent cells of DESIGN §2, the registry that finds them, and the one way to build a
+layer from them."""
 
 from __future__ import annotations
 
 from torch import nn
 
+from .dropout import VariationalDropout
 from .layer import IMPLS, RecurrentLayer
+from .registry import (
+    CellRegistrationError,
+    CellType,
+    canonical,
+    cell_names,
+    check_cell,
+    get_cell,
+    parameter_count,
+    register_cell,
+    remove_cell,
+    spec,
+)
 from .variants import (
     ALL_VARIANTS,
     EXTRA_VARIANTS,
@@ -12,30 +26,32 @@ from .variants import (
     SPECS,
     VARIANTS,
     VariantSpec,
-    canonical,
-    parameter_count,
-    spec,
 )
 
 __all__ = [
     "VARIANTS", "EXTRA_VARIANTS", "ALL_VARIANTS", "LSTM_FAMILY", "SPECS", "VariantSpec",
-    "RecurrentLayer", "build_layer",
+    "RecurrentLayer", "build_layer", "VariationalDropout",
+    "CellType", "CellRegistrationError", "register_cell", "remove_cell", "get_cell",
+    "cell_names", "check_cell",
     "canonical", "parameter_count", "spec", "IMPLS",
 ]
 
 
 def build_layer(variant: str, input_size: int, hidden_size: int, *, bidirectional: bool = False,
                 forget_bias: float = 0.0, init_std: float = 0.1,
-                impl: str = "auto") -> nn.Module:
-    """A recurrent layer of `variant` (case-insensitive name from ALL_VARIANTS).
+                impl: str = "auto", dropout: float = 0.0) -> nn.Module:
+    """A recurrent layer of `variant` (case-insensitive name of a registered cell).
 
     Call it as `layer(x, lengths=None)` with x time-major (T, B, I); it returns (T, B, H),
     or (T, B, 2H) when bidirectional, with zeros at padded steps. `impl` picks the kernel:
     "auto" (the fastest available: the compiled C++ kernels for the LSTM family, PyTorch's
     own kernels for GRU/RNN; the reference loop, after one warning, where the C++ build
     fails), "cpp" (the fast kernels or an error) or "reference" (the readable per-step loop).
+    `dropout` > 0: variational dropout while the layer is in training mode (one mask per
+    sequence and gate on the inputs and the recurrent connections, odyssey.cells.dropout);
+    those forward passes run the reference loop.
     """
-    s = spec(variant)
+    cell = get_cell(variant)
     if impl not in IMPLS:
         raise ValueError(f"unknown impl {impl!r}; expected one of {', '.join(IMPLS)}")
     for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
@@ -43,5 +59,6 @@ def build_layer(variant: str, input_size: int, hidden_size: int, *, bidirectiona
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if init_std < 0:
         raise ValueError(f"init_std must be >= 0, got {init_std}")
-    return RecurrentLayer(s, input_size, hidden_size, bidirectional=bidirectional,
-                          forget_bias=forget_bias, init_std=init_std, impl=impl)
+    return RecurrentLayer(cell, input_size, hidden_size, bidirectional=bidirectional,
+                          forget_bias=forget_bias, init_std=init_std, impl=impl,
+                          dropout=dropout)

@@ -1,12 +1,26 @@
-"""Recurrent layers built from the cells: parameters, initialisation, lengths, directions."""
+"""Recurrent layers built from the cells: parameters, initialisation, lengths, directions.
+
+A layer direction is an nn.Module with `sequence(x, drop=None)`: y (T, B, H) for x
+(T, B, I), every sequence starting at t = 0. `RecurrentLayer` wraps one or two of them
+(built by a registered `CellType`, odyssey.cells.registry) and adds what every cell needs:
+lengths, zeros at padded steps, the reverse direction from each sequence's own last step,
+and variational dropout masks while training.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from . import fast, reference
-from .variants import VariantSpec, parameter_count
+from .dropout import NO_DROPOUT, VariationalDropout
+from .variants import VariantSpec
+
+if TYPE_CHECKING:
+    from .registry import CellType, PluginDefinition
 
 # "auto": the fast kernels where they can be built, else the reference loops (one warning);
 # "cpp": the fast kernels or an error; "reference": the readable per-step loops.
@@ -71,8 +85,14 @@ class LSTMFamilyCell(nn.Module):
         """The peephole vectors by gate name."""
         return {g: getattr(self, f"peephole_{g}") for g in self.spec.peephole_gates}
 
-    def sequence(self, x: Tensor) -> Tensor:
-        """y (T, B, H) for x (T, B, I), all sequences starting at t = 0."""
+    def sequence(self, x: Tensor, drop: VariationalDropout | None = None) -> Tensor:
+        """y (T, B, H) for x (T, B, I), all sequences starting at t = 0.
+
+        With dropout masks the reference loop runs (the C++ kernels have no masks).
+        """
+        if drop is not None:
+            return reference.lstm_sequence(self.spec, x, self.weight_ih, self.weight_hh,
+                                           self.bias, self.peepholes(), self.weight_gg, drop)
         run = fast.lstm_sequence if _use_fast(self.impl) else reference.lstm_sequence
         return run(self.spec, x, self.weight_ih, self.weight_hh, self.bias, self.peepholes(),
                    self.weight_gg)
@@ -97,14 +117,17 @@ class TorchParamCell(nn.Module):
         """All weights from N(0, init_std), as for the LSTM family."""
         _init_normal(self)
 
-    def sequence(self, x: Tensor) -> Tensor:
+    def sequence(self, x: Tensor, drop: VariationalDropout | None = None) -> Tensor:
         """y (T, B, H) for x (T, B, I), all sequences starting at t = 0.
 
         The fast path is the C++ kernel on the CPU and PyTorch's own GRU / tanh-RNN kernel
         on other devices or where the extension cannot be built (same parameterisation).
+        With dropout masks the reference loop runs.
         """
         gru = self.spec.family == "gru"
         args = (x, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        if drop is not None:
+            return (reference.gru_sequence if gru else reference.rnn_sequence)(*args, drop)
         if self.impl == "reference":
             return (reference.gru_sequence if gru else reference.rnn_sequence)(*args)
         # without the extension ("auto" only), PyTorch's kernels beat the reference loop
@@ -137,9 +160,89 @@ class MutCell(nn.Module):
         """All weights from N(0, init_std), as for the LSTM family."""
         _init_normal(self)
 
-    def sequence(self, x: Tensor) -> Tensor:
+    def sequence(self, x: Tensor, drop: VariationalDropout | None = None) -> Tensor:
         """y (T, B, H) for x (T, B, I), all sequences starting at t = 0."""
-        return reference.mut_sequence(self.spec, x, self.weight_ih, self.weight_hh, self.bias)
+        return reference.mut_sequence(self.spec, x, self.weight_ih, self.weight_hh, self.bias,
+                                      drop)
+
+
+class PluginCell(nn.Module):
+    """One direction of a cell registered by a plugin (`odyssey.cells.register_cell`).
+
+    Its parameters are those the plugin's `parameters(I, H)` names; its loop runs the
+    plugin's `step` under autograd (or its `sequence`, or its `fast` kernel when allowed).
+    """
+
+    def __init__(self, definition: PluginDefinition, input_size: int, hidden_size: int,
+                 init_std: float, impl: str) -> None:
+        super().__init__()
+        d = definition
+        if impl == "cpp" and d.fast is None:
+            raise ValueError(f"{d.name} has no fast kernel (its plugin gives no `fast`); use "
+                             "impl='auto' or 'reference'")
+        self.definition, self.input_size, self.hidden_size = d, input_size, hidden_size
+        self.init_std, self.impl = init_std, impl
+        shapes = d.parameters(input_size, hidden_size)
+        if not isinstance(shapes, Mapping) or not shapes:
+            raise ValueError(f"{d.name}: parameters({input_size}, {hidden_size}) must return "
+                             f"a non-empty {{name: shape}} mapping, got {shapes!r}")
+        params = {}
+        for key, shape in shapes.items():
+            shape = (shape,) if isinstance(shape, int) else tuple(shape)
+            if not isinstance(key, str) or not key.isidentifier() or not shape or any(
+                    isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in shape):
+                raise ValueError(f"{d.name}: parameter {key!r} needs an identifier name and a "
+                                 f"shape of positive integers, got {shape!r}")
+            params[key] = nn.Parameter(torch.empty(shape))
+        self.params = nn.ParameterDict(params)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """N(0, init_std) as for the built-ins, or the plugin's own `init`."""
+        if self.definition.init is None:
+            _init_normal(self)
+        else:
+            with torch.no_grad():
+                self.definition.init(dict(self.params), self.init_std)
+
+    def sequence(self, x: Tensor, drop: VariationalDropout | None = None) -> Tensor:
+        """y (T, B, H) for x (T, B, I), all sequences starting at t = 0."""
+        d, p = self.definition, dict(self.params)
+        T, B, _ = x.shape
+        if drop is None and d.fast is not None and self.impl != "reference":
+            y = d.fast(p, x)
+        elif d.sequence is not None:
+            y = d.sequence(p, x, drop or NO_DROPOUT)
+        else:
+            y = self._loop(d.step, p, x, drop or NO_DROPOUT)
+        if not isinstance(y, Tensor) or y.shape != (T, B, self.hidden_size):
+            got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+            raise ValueError(f"{d.name} returned {got} for x of shape {tuple(x.shape)}; "
+                             f"expected ({T}, {B}, {self.hidden_size})")
+        return y
+
+    def _loop(self, step: Callable[..., Any], p: dict[str, Tensor], x: Tensor,
+              drop: Any) -> Tensor:
+        """The per-step loop: state zeros at t = 0; the output is the state (or state[0])."""
+        T, B, _ = x.shape
+        n = self.definition.states
+        zeros = [x.new_zeros(B, self.hidden_size) for _ in range(n)]
+        state: Any = zeros[0] if n == 1 else tuple(zeros)
+        outputs = []
+        for t in range(T):
+            state = step(p, x[t], state, drop)
+            if n > 1 and (not isinstance(state, tuple | list) or len(state) != n):
+                raise ValueError(f"{self.definition.name}: step must return a tuple of {n} "
+                                 f"state tensors (states={n}), got {type(state).__name__}")
+            if t == 0:  # a wrong shape would otherwise surface deep inside torch
+                for k, part in enumerate([state] if n == 1 else state):
+                    if not isinstance(part, Tensor) or part.shape != (B, self.hidden_size):
+                        got = tuple(part.shape) if isinstance(part, Tensor) else type(part)
+                        raise ValueError(
+                            f"{self.definition.name}: step returned state {k} of shape {got}; "
+                            f"expected (batch, hidden) = ({B}, {self.hidden_size})")
+            outputs.append(state if n == 1 else state[0])
+        return torch.stack(outputs) if outputs else x.new_zeros(0, B, self.hidden_size)
 
 
 class RecurrentLayer(nn.Module):
@@ -150,24 +253,30 @@ class RecurrentLayer(nn.Module):
     sequence from its own last step, so padding never changes a result.
     """
 
-    def __init__(self, spec: VariantSpec, input_size: int, hidden_size: int, *,
+    def __init__(self, cell: CellType, input_size: int, hidden_size: int, *,
                  bidirectional: bool = False, forget_bias: float = 0.0,
-                 init_std: float = 0.1, impl: str = "auto") -> None:
+                 init_std: float = 0.1, impl: str = "auto", dropout: float = 0.0) -> None:
         super().__init__()
-        self.spec, self.variant = spec, spec.name
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+        if dropout > 0 and impl == "cpp":
+            raise ValueError("impl='cpp' cannot apply variational dropout (the C++ kernels "
+                             "have no masks); use impl='auto' or 'reference'")
+        self.cell, self.spec, self.variant = cell, cell.spec, cell.name
         self.input_size, self.hidden_size = input_size, hidden_size
-        self.bidirectional = bidirectional
+        self.bidirectional, self.dropout = bidirectional, float(dropout)
         n = 2 if bidirectional else 1
-        cells: list[nn.Module]
-        if spec.family == "lstm":
-            cells = [LSTMFamilyCell(spec, input_size, hidden_size, forget_bias, init_std, impl)
-                     for _ in range(n)]
-        elif spec.family == "mut":
-            cells = [MutCell(spec, input_size, hidden_size, init_std, impl) for _ in range(n)]
-        else:
-            cells = [TorchParamCell(spec, input_size, hidden_size, init_std, impl)
-                     for _ in range(n)]
-        self.directions = nn.ModuleList(cells)
+        self.directions = nn.ModuleList(
+            cell.build(input_size, hidden_size, forget_bias=forget_bias, init_std=init_std,
+                       impl=impl) for _ in range(n))
+        # the masks' own generator, seeded from the global generator's current state without
+        # advancing it, so a network's initial weights are the same with or without dropout
+        self._mask_seed: int | None = None
+        if self.dropout > 0:
+            with torch.random.fork_rng(devices=[]):
+                self._mask_seed = int(torch.randint(2**62, ()))
+        self._mask_rng: torch.Generator | None = None
+        self.dropout_used = False  # whether a direction has asked for a mask (check_cell)
 
     @property
     def output_size(self) -> int:
@@ -175,13 +284,31 @@ class RecurrentLayer(nn.Module):
         return self.hidden_size * len(self.directions)
 
     def expected_parameter_count(self) -> int:
-        """The DESIGN §2 formula for this layer."""
-        return parameter_count(self.variant, self.input_size, self.hidden_size,
-                               self.bidirectional)
+        """The cell's parameter-count formula (DESIGN §2 for the built-ins) for this layer."""
+        n = int(self.cell.parameter_count(self.input_size, self.hidden_size))
+        return n * len(self.directions)
 
     def extra_repr(self) -> str:
         return (f"{self.variant}, {self.input_size}, {self.hidden_size}, "
-                f"bidirectional={self.bidirectional}")
+                f"bidirectional={self.bidirectional}"
+                + (f", dropout={self.dropout}" if self.dropout else ""))
+
+    def _masks(self, x: Tensor) -> VariationalDropout | None:
+        """Fresh masks for one direction while training with dropout; None otherwise."""
+        if not (self.training and self.dropout > 0):
+            return None
+        if self._mask_rng is None or self._mask_rng.device != x.device:
+            self._mask_rng = torch.Generator(device=x.device)
+            self._mask_rng.manual_seed(self._mask_seed)
+        return VariationalDropout(self.dropout, x.shape[1], self.input_size, self.hidden_size,
+                                  generator=self._mask_rng, device=x.device, dtype=x.dtype)
+
+    def _run(self, k: int, x: Tensor) -> Tensor:
+        drop = self._masks(x)
+        y = self.directions[k].sequence(x, drop)
+        if drop is not None and drop.used:
+            self.dropout_used = True
+        return y
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         if x.dim() != 3 or x.shape[2] != self.input_size:
@@ -200,13 +327,13 @@ class RecurrentLayer(nn.Module):
                 raise ValueError(f"lengths must lie in [0, {T}], got {lengths.tolist()}")
             lengths = lengths.long()
         valid = (steps[:, None] < lengths[None, :]).unsqueeze(-1)  # (T, B, 1)
-        outputs = [torch.where(valid, self.directions[0].sequence(x), 0.0)]
+        outputs = [torch.where(valid, self._run(0, x), 0.0)]
         if self.bidirectional:
             # index that reverses each sequence within its own length (an involution)
             rev = torch.where(valid.squeeze(-1), lengths[None, :] - 1 - steps[:, None],
                               steps[:, None])
             x_rev = x.gather(0, rev.unsqueeze(-1).expand_as(x))
-            y_rev = self.directions[1].sequence(x_rev)
+            y_rev = self._run(1, x_rev)
             y_back = y_rev.gather(0, rev.unsqueeze(-1).expand_as(y_rev))
             outputs.append(torch.where(valid, y_back, 0.0))
         return torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]

@@ -2,7 +2,11 @@
 
 These loops are the ground truth: every faster kernel is tested against them. They run
 one direction over a batch whose sequences are aligned at t = 0; the layer in
-`odyssey.cells.layer` handles lengths, masking and the reverse direction.
+`odyssey.cells.layer` handles lengths, masking and the reverse direction. Each takes an
+optional `drop` (variational dropout masks, `odyssey.cells.dropout`): the mask of gate g
+multiplies x where it enters g's input weights and y' where it enters g's recurrent
+weights. With `drop=None` (dropout off, and always at evaluation) the code is exactly the
+unmasked loop.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .dropout import VariationalDropout, masked_linear
 from .variants import VariantSpec
 
 
@@ -51,22 +56,34 @@ def lstm_sequence(
     bias: Tensor,
     peep: dict[str, Tensor],
     weight_gg: Tensor | None = None,
+    drop: VariationalDropout | None = None,
 ) -> Tensor:
     """Run an LSTM-family variant over x (T, B, I); returns y (T, B, H).
 
     Rows of weight_ih / weight_hh / bias are the blocks `s.blocks` in order, H each.
     weight_gg (3H, 3H), FGR only, maps the previous step's [i; f; o] to additions to the
-    pre-activations of [i; f; o]: the nine H x H matrices R_{k->gate} as one.
+    pre-activations of [i; f; o]: the nine H x H matrices R_{k->gate} as one. With `drop`,
+    each block of `s.blocks` has its own input and recurrent mask (FGR's gate-to-gate
+    recurrence is not dropped: it carries gate activations, not the block output).
     """
     T, B, _ = x.shape
     H = weight_hh.shape[1]
-    x_proj = torch.nn.functional.linear(x, weight_ih, bias)  # all steps in one product
+    if drop is None:
+        x_proj = torch.nn.functional.linear(x, weight_ih, bias)  # all steps in one product
+    else:
+        x_proj = masked_linear(x, weight_ih, bias, drop.stacked("x", s.blocks))
+        mask_h = drop.stacked("h", s.blocks)  # (B, G, H)
+        w_hh = weight_hh.reshape(len(s.blocks), H, H)
     y = x.new_zeros(B, H)
     c = x.new_zeros(B, H)
     gates_prev = x.new_zeros(B, 3 * H)  # FGR: zeros at t = 0
     outputs = []
     for t in range(T):
-        pre = x_proj[t] + y @ weight_hh.t()
+        if drop is None:
+            pre = x_proj[t] + y @ weight_hh.t()
+        else:
+            pre = x_proj[t] + torch.einsum("bgj,ghj->bgh", y[:, None, :] * mask_h,
+                                           w_hh).reshape(B, -1)
         a = dict(zip(s.blocks, pre.split(H, dim=1), strict=True))
         if s.gate_recurrence:
             extra = dict(zip(("i", "f", "o"), (gates_prev @ weight_gg.t()).split(H, dim=1),
@@ -78,17 +95,28 @@ def lstm_sequence(
     return torch.stack(outputs) if outputs else x.new_zeros(0, B, H)
 
 
+def _recurrent(h: Tensor, weight_hh: Tensor, bias_hh: Tensor,
+               drop: VariationalDropout | None, gates: tuple[str, ...]) -> Tensor:
+    """W_hh h' + b_hh, each gate's rows on h' times that gate's mask when `drop` is given."""
+    if drop is None:
+        return torch.nn.functional.linear(h, weight_hh, bias_hh)
+    return masked_linear(h, weight_hh, bias_hh, drop.stacked("h", gates))
+
+
 def gru_sequence(x: Tensor, weight_ih: Tensor, weight_hh: Tensor,
-                 bias_ih: Tensor, bias_hh: Tensor) -> Tensor:
+                 bias_ih: Tensor, bias_hh: Tensor,
+                 drop: VariationalDropout | None = None) -> Tensor:
     """GRU in PyTorch's parameterisation (gates r, z, n; two bias vectors), as `nn.GRU`."""
     T, B, _ = x.shape
     H = weight_hh.shape[1]
-    x_proj = torch.nn.functional.linear(x, weight_ih, bias_ih)
+    gates = ("r", "z", "n")
+    x_proj = (torch.nn.functional.linear(x, weight_ih, bias_ih) if drop is None
+              else masked_linear(x, weight_ih, bias_ih, drop.stacked("x", gates)))
     h = x.new_zeros(B, H)
     outputs = []
     for t in range(T):
         xr, xz, xn = x_proj[t].split(H, dim=1)
-        hr, hz, hn = torch.nn.functional.linear(h, weight_hh, bias_hh).split(H, dim=1)
+        hr, hz, hn = _recurrent(h, weight_hh, bias_hh, drop, gates).split(H, dim=1)
         r = torch.sigmoid(xr + hr)
         z = torch.sigmoid(xz + hz)
         n = torch.tanh(xn + r * hn)
@@ -98,31 +126,44 @@ def gru_sequence(x: Tensor, weight_ih: Tensor, weight_hh: Tensor,
 
 
 def rnn_sequence(x: Tensor, weight_ih: Tensor, weight_hh: Tensor,
-                 bias_ih: Tensor, bias_hh: Tensor) -> Tensor:
+                 bias_ih: Tensor, bias_hh: Tensor,
+                 drop: VariationalDropout | None = None) -> Tensor:
     """Plain tanh RNN in PyTorch's parameterisation, as `nn.RNN`."""
     T, B, _ = x.shape
     H = weight_hh.shape[1]
-    x_proj = torch.nn.functional.linear(x, weight_ih, bias_ih)
+    gates = ("a",)
+    x_proj = (torch.nn.functional.linear(x, weight_ih, bias_ih) if drop is None
+              else masked_linear(x, weight_ih, bias_ih, drop.stacked("x", gates)))
     h = x.new_zeros(B, H)
     outputs = []
     for t in range(T):
-        h = torch.tanh(x_proj[t] + torch.nn.functional.linear(h, weight_hh, bias_hh))
+        h = torch.tanh(x_proj[t] + _recurrent(h, weight_hh, bias_hh, drop, gates))
         outputs.append(h)
     return torch.stack(outputs) if outputs else x.new_zeros(0, B, H)
 
 
 def mut_sequence(s: VariantSpec, x: Tensor, weight_ih: Tensor, weight_hh: Tensor,
-                 bias: Tensor) -> Tensor:
+                 bias: Tensor, drop: VariationalDropout | None = None) -> Tensor:
     """MUT1, MUT2 or MUT3 (Jozefowicz et al. 2015, DESIGN §2) over x (T, B, I); y (T, B, H).
 
     weight_ih (3H, I) holds W_xz, W_xr, W_xh; bias (3H) b_z, b_r, b_h; weight_hh holds
     W_hr, W_hh (MUT1) or W_hz, W_hr, W_hh (MUT2, MUT3). The raw-input terms, which assume
     inputs of hidden size, go through the learned projection of the same row block: MUT1's
-    tanh(x) is tanh(W_xh x) and MUT2's x (in r) is W_xr x.
+    tanh(x) is tanh(W_xh x) and MUT2's x (in r) is W_xr x. With `drop`, gates z, r and the
+    candidate h each mask x and every use of h that enters one of their weight matrices
+    (MUT3's tanh(h) is masked after the tanh; r * h is r times the masked h).
     """
     T, B, _ = x.shape
     H = weight_hh.shape[1]
-    xz, xr, xh = torch.nn.functional.linear(x, weight_ih).split(H, dim=2)
+    if drop is None:
+        xz, xr, xh = torch.nn.functional.linear(x, weight_ih).split(H, dim=2)
+    else:
+        xz, xr, xh = masked_linear(x, weight_ih, None,
+                                   drop.stacked("x", ("z", "r", "h"))).split(H, dim=2)
+
+    def into(gate: str, h: Tensor) -> Tensor:
+        return h if drop is None else drop.h(gate, h)
+
     b_z, b_r, b_h = bias.split(H)
     if s.name == "MUT1":
         w_hz = None
@@ -134,13 +175,13 @@ def mut_sequence(s: VariantSpec, x: Tensor, weight_ih: Tensor, weight_hh: Tensor
     for t in range(T):
         if s.name == "MUT1":
             z = torch.sigmoid(xz[t] + b_z)
-            r = torch.sigmoid(xr[t] + h @ w_hr.t() + b_r)
-            cand = torch.tanh((r * h) @ w_hh.t() + torch.tanh(xh[t]) + b_h)
+            r = torch.sigmoid(xr[t] + into("r", h) @ w_hr.t() + b_r)
+            cand = torch.tanh((r * into("h", h)) @ w_hh.t() + torch.tanh(xh[t]) + b_h)
         else:
             h_in = torch.tanh(h) if s.name == "MUT3" else h
-            z = torch.sigmoid(xz[t] + h_in @ w_hz.t() + b_z)
-            r = torch.sigmoid(xr[t] + h @ w_hr.t() + b_r)
-            cand = torch.tanh((r * h) @ w_hh.t() + xh[t] + b_h)
+            z = torch.sigmoid(xz[t] + into("z", h_in) @ w_hz.t() + b_z)
+            r = torch.sigmoid(xr[t] + into("r", h) @ w_hr.t() + b_r)
+            cand = torch.tanh((r * into("h", h)) @ w_hh.t() + xh[t] + b_h)
         h = cand * z + h * (1.0 - z)
         outputs.append(h)
     return torch.stack(outputs) if outputs else x.new_zeros(0, B, H)

@@ -1,8 +1,9 @@
-"""The eleven recurrent cells of DESIGN §2 as data: which parts each one has.
+"""The built-in recurrent cells of DESIGN §2 as data: which parts each one has.
 
 Every LSTM-family variant is the vanilla LSTM (V) with exactly one change; a
 `VariantSpec` records that change so that the reference step, the fast kernels and
-the parameter-count formula all read the same description.
+the parameter-count formula all read the same description. They are found by name through
+`odyssey.cells.registry`, like cells from plugins.
 """
 
 from __future__ import annotations
@@ -73,35 +74,15 @@ SPECS: dict[str, VariantSpec] = {
 }
 
 
-def canonical(variant: str) -> str:
-    """Canonical upper-case name of `variant`; ValueError listing the valid names."""
-    if not isinstance(variant, str) or variant.upper() not in SPECS:
-        raise ValueError(
-            f"unknown variant {variant!r}; expected one of {', '.join(ALL_VARIANTS)} "
-            "(case-insensitive)"
-        )
-    return variant.upper()
-
-
-def spec(variant: str) -> VariantSpec:
-    """The `VariantSpec` of a variant name (case-insensitive)."""
-    return SPECS[canonical(variant)]
-
-
-def parameter_count(variant: str, input_size: int, hidden_size: int,
-                    bidirectional: bool = False) -> int:
-    """The DESIGN §2 formula for the number of trainable parameters of one layer."""
-    s = spec(variant)
+def builtin_parameter_count(s: VariantSpec, input_size: int, hidden_size: int) -> int:
+    """The DESIGN §2 formula for the parameters of one direction of a built-in cell."""
     i, h = input_size, hidden_size
     block = i * h + h * h + h
     if s.family == "gru":
-        n = 3 * (i * h + h * h + 2 * h)
-    elif s.family == "rnn":
-        n = i * h + h * h + 2 * h
-    elif s.family == "mut":  # 3 input blocks (z, r, h), 2 (MUT1) or 3 recurrent, 3 biases
-        n = 3 * i * h + (2 if s.name == "MUT1" else 3) * h * h + 3 * h
-    else:
-        n = len(s.blocks) * block + len(s.peephole_gates) * h
-        if s.gate_recurrence:
-            n += 9 * h * h
-    return 2 * n if bidirectional else n
+        return 3 * (i * h + h * h + 2 * h)
+    if s.family == "rnn":
+        return i * h + h * h + 2 * h
+    if s.family == "mut":  # 3 input blocks (z, r, h), 2 (MUT1) or 3 recurrent, 3 biases
+        return 3 * i * h + (2 if s.name == "MUT1" else 3) * h * h + 3 * h
+    n = len(s.blocks) * block + len(s.peephole_gates) * h
+    return n + 9 * h * h if s.gate_recurrence else n

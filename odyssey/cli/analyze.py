@@ -19,8 +19,10 @@ from ..config import CONFIG_DIR
 def options_from(cfg: DictConfig):
     """The analysis Options of a resolved analyze config."""
     from ..analysis import Options
+    from ..analysis.load import variant_name
     variants = cfg.fanova.variants
-    return Options(metric=cfg.metric, select_by=cfg.select_by, baseline=str(cfg.baseline).upper(),
+    return Options(metric=cfg.metric, select_by=cfg.select_by,
+                   baseline=variant_name(str(cfg.baseline)),
                    best_fraction=float(cfg.best_fraction), alpha=float(cfg.alpha),
                    correction=str(cfg.correction).lower(), min_trials=int(cfg.min_trials),
                    fanova_min_trials=int(cfg.fanova.min_trials),

@@ -130,9 +130,12 @@ def summary_frame(statuses: dict[str, VariantStatus], metric_label: str = "") ->
             "learning_rate": p.get("learning_rate"),
             "momentum": (1.0 - p["one_minus_momentum"]) if "one_minus_momentum" in p else None,
             "input_noise": p.get("input_noise"),
+            "dropout": p.get("dropout"),
             "best_epoch": b.user_attrs.get("best_epoch") if b is not None else None,
         })
     frame = pd.DataFrame(rows).set_index("variant")
+    if frame["dropout"].isna().all():  # not searched (the paper's protocol): no column
+        frame = frame.drop(columns="dropout")
     frame.attrs["metric_label"] = metric_label
     return frame
 
@@ -141,9 +144,11 @@ def format_summary(frame: pd.DataFrame) -> str:
     """The summary table as fixed-width text."""
     fmt = {"best_valid": "{:.4f}".format, "test_at_best": "{:.4f}".format,
            "learning_rate": "{:.2e}".format, "momentum": "{:.3f}".format,
-           "input_noise": "{:.3f}".format}
+           "input_noise": "{:.3f}".format, "dropout": "{:.3f}".format}
     shown = frame.copy()
     for col, f in fmt.items():
+        if col not in shown:
+            continue
         shown[col] = [("-" if x is None or (isinstance(x, float) and math.isnan(x)) else f(x))
                       for x in shown[col]]
     for col in ("trial", "hidden_size", "best_epoch"):

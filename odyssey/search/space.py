@@ -15,6 +15,9 @@ from optuna.trial import FrozenTrial
 
 # the trainer reads exactly these (odyssey.training.Hyperparameters.from_search)
 PARAMETERS = ("hidden_size", "learning_rate", "one_minus_momentum", "input_noise")
+# searched only when search.params names them (off in the paper's protocol): variational
+# dropout's p (Gal & Ghahramani 2016), 0 when not searched
+OPTIONAL_PARAMETERS = ("dropout",)
 SAMPLERS = ("random", "tpe")
 
 
@@ -26,12 +29,17 @@ def distributions(params: Mapping[str, Mapping[str, Any]],
                   where: str = "search.params") -> dict[str, BaseDistribution]:
     """Optuna distributions from `search.params` (name -> {type, low, high, log})."""
     names = set(params)
-    missing, unknown = sorted(set(PARAMETERS) - names), sorted(names - set(PARAMETERS))
+    known = (*PARAMETERS, *OPTIONAL_PARAMETERS)
+    missing, unknown = sorted(set(PARAMETERS) - names), sorted(names - set(known))
     if missing or unknown:
-        raise SearchSpaceError(f"{where}: expected exactly the parameters "
-                               f"{', '.join(PARAMETERS)}; missing {missing}, unknown {unknown}")
+        raise SearchSpaceError(f"{where}: expected the parameters {', '.join(PARAMETERS)} "
+                               f"(and optionally {', '.join(OPTIONAL_PARAMETERS)}); missing "
+                               f"{missing}, unknown {unknown}")
     out: dict[str, BaseDistribution] = {}
-    for name in PARAMETERS:
+    for name in (n for n in known if n in names):
+        if params[name] is None or not isinstance(params[name], Mapping):
+            raise SearchSpaceError(f"{where}.{name} must be a mapping with type, low, high, "
+                                   f"log, got {params[name]!r}")
         spec, key = params[name], f"{where}.{name}"
         extra = sorted(set(spec) - {"type", "low", "high", "log"})
         if extra:
@@ -59,6 +67,11 @@ def _check_natural_ranges(dists: dict[str, BaseDistribution], where: str) -> Non
     """Values the trainer cannot use are config errors, caught before any training."""
     limits = {"hidden_size": (1, None), "learning_rate": (0, None),
               "one_minus_momentum": (0, 1), "input_noise": (0, None)}
+    if "dropout" in dists:
+        d = dists["dropout"]
+        if d.low < 0 or d.high >= 1:
+            raise SearchSpaceError(f"{where}.dropout: the dropout probability must lie in "
+                                   f"[0, 1), got [{d.low}, {d.high}]")
     for name, (lo, hi) in limits.items():
         d = dists[name]
         if d.low < lo or (d.low == lo and name in ("learning_rate", "one_minus_momentum")):

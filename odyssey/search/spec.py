@@ -1,7 +1,10 @@
 """A sweep's resolved, validated settings (from the Hydra config), checked before training.
 
 Every bad value stops here with a message naming the config key and what was expected:
-an unknown task or variant, an inverted range, trials_per_variant < 1, ...
+an unknown task or variant, an inverted range, trials_per_variant < 1, a broken plugin, ...
+The plugins (config key `plugins`, and the `odyssey.plugins` entry points) are loaded here,
+first, so that their cells and tasks are known to every check below; every worker process
+validates its config this way, so each loads the same plugins.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.distributions import BaseDistribution
 
-from ..cells import ALL_VARIANTS, canonical
-from ..tasks import TASKS
+from ..cells import canonical, cell_names, check_cell, get_cell
+from ..plugins import PluginError, load_plugins, resolve
+from ..tasks import task_names
 from ..training import TrainSettings
 from .space import SAMPLERS, SearchSpaceError, distributions
 from .storage import StorageURLError, check_url, mask_secrets, mask_url, resolve_url
@@ -45,6 +49,7 @@ class SweepSpec:
     task_name: str
     task_options: dict[str, Any]
     variants: tuple[str, ...]
+    plugins: tuple[str, ...]
     trials_per_variant: int
     seed: int
     worker: int
@@ -88,6 +93,18 @@ class SweepSpec:
             if key not in resolved or resolved[key] is None:
                 raise SweepConfigError(f"missing config key {key!r}")
 
+        raw_plugins = resolved.get("plugins") or []
+        if isinstance(raw_plugins, str):
+            raw_plugins = [raw_plugins]
+        if not isinstance(raw_plugins, list) or not all(isinstance(p, str) for p in raw_plugins):
+            raise SweepConfigError(f"plugins must be a list of module names or .py paths, got "
+                                   f"{raw_plugins!r}")
+        try:
+            plugins = tuple(resolve(p) for p in raw_plugins)
+            load_plugins(plugins)
+        except PluginError as e:
+            raise SweepConfigError(f"plugins: {e}") from e
+
         name = resolved["sweep_name"]
         if not isinstance(name, str) or not NAME_PATTERN.match(name):
             raise SweepConfigError(f"sweep_name must be letters, digits, '.', '_' or '-' "
@@ -97,9 +114,10 @@ class SweepSpec:
         if not isinstance(task, dict) or not isinstance(task.get("name"), str):
             raise SweepConfigError("task must be a task config with a 'name' "
                                    "(configs/task/<task>.yaml)")
-        if task["name"] not in TASKS:
+        if task["name"] not in task_names():
             raise SweepConfigError(f"task.name: unknown task {task['name']!r}; expected one of "
-                                   f"{', '.join(sorted(TASKS))}")
+                                   f"{', '.join(task_names())} (a task of your own: load its "
+                                   "plugin with plugins=[...])")
         task_options = {k: v for k, v in task.items() if k != "name"}
 
         raw = resolved["variants"]
@@ -107,7 +125,7 @@ class SweepSpec:
             raw = [raw]
         if not isinstance(raw, list) or not raw:
             raise SweepConfigError(f"variants must be a non-empty list of names from "
-                                   f"{', '.join(ALL_VARIANTS)}, got {raw!r}")
+                                   f"{', '.join(cell_names())}, got {raw!r}")
         try:
             variants = tuple(canonical(v) for v in raw)
         except ValueError as e:
@@ -143,6 +161,7 @@ class SweepSpec:
                                    f"got {sampler!r}")
         n_startup = _int(cfg, "search.n_startup_trials", 1) \
             if "n_startup_trials" in search else 10
+        _check_kernels(variants, train.impl, dists)
 
         storage = resolved["storage"]
         if not isinstance(storage, dict) or not isinstance(storage.get("url"), str):
@@ -163,11 +182,36 @@ class SweepSpec:
         resolved = mask_secrets(resolved)  # config.yaml and trial attrs: no secret anywhere
         resolved["storage"]["url"] = mask_url(url)
         resolved["variants"] = list(variants)
+        resolved["plugins"] = list(plugins)
         results_dir = Path(str(resolved["results_dir"])).expanduser().resolve()
         resolved["results_dir"] = str(results_dir)
         return cls(sweep_name=name, results_dir=results_dir, task_name=task["name"],
-                   task_options=task_options, variants=variants, trials_per_variant=trials,
-                   seed=seed, worker=worker, threads=threads, parallel_trials=parallel, train=train,
+                   task_options=task_options, variants=variants, plugins=plugins,
+                   trials_per_variant=trials, seed=seed, worker=worker, threads=threads,
+                   parallel_trials=parallel, train=train,
                    distributions=dists, sampler=sampler, n_startup_trials=n_startup,
                    storage_url=url, heartbeat_interval=beats["heartbeat_interval"],
                    grace_period=beats["grace_period"], config=resolved)
+
+
+def _check_kernels(variants: tuple[str, ...], impl: str,
+                   dists: dict[str, BaseDistribution]) -> None:
+    """What the cells cannot do, refused before training: impl=cpp for a cell without a fast
+    kernel, impl=cpp with dropout, and dropout for a plugin cell that ignores the masks."""
+    dropout = "dropout" in dists and float(dists["dropout"].high) > 0  # type: ignore[attr-defined]
+    if impl == "cpp":
+        slow = [v for v in variants if not get_cell(v).has_fast]
+        if slow:
+            raise SweepConfigError(f"train.impl=cpp: no fast kernel for {', '.join(slow)}; "
+                                   "use train.impl=auto (the fastest kernel each cell has)")
+        if dropout:
+            raise SweepConfigError("train.impl=cpp cannot apply variational dropout "
+                                   "(search.params.dropout): the C++ kernels have no masks; "
+                                   "use train.impl=auto")
+    if dropout:
+        for v in variants:
+            if get_cell(v).group == "plugin":
+                try:
+                    check_cell(v, dropout=True)
+                except ValueError as e:
+                    raise SweepConfigError(f"search.params.dropout: {e}") from e

@@ -320,7 +320,10 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
     torch.set_num_threads(spec.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say more
     write_config(spec)
-    task = load_task(spec.task_name, **spec.task_options)
+    try:
+        task = load_task(spec.task_name, **spec.task_options)
+    except ValueError as e:  # bad task options, or a plugin's task that fails to load
+        raise SweepConfigError(f"task: {e}") from e
     if not getattr(task, "metric", ""):
         raise SweepConfigError(f"task {spec.task_name!r} defines no metric")
     storage = open_storage(spec.storage_url, heartbeat_interval=spec.heartbeat_interval,

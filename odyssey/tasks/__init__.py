@@ -1,30 +1,115 @@
 """Tasks: the data, network shape, loss and metric of each experiment (DESIGN §3).
 
-`load_task(name, **options)` is the one way to get a task; options come from
-`configs/task/<name>.yaml`. Task modules are imported lazily so that one task's optional
-dependencies never break another.
+The task registry is the one way a task is found: `load_task(name, **options)` builds the
+task `name` from its config options (`configs/task/<name>.yaml`, or the YAML a user puts on
+Hydra's search path for a task of their own). The built-in tasks are registered as
+"module:function" strings and imported lazily, so that one task's optional dependencies
+never break another; a plugin adds its own with `register_task` (README "Your own task").
 """
 
 from __future__ import annotations
 
 import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from .base import SPLITS, Batch, FramewiseTask, SequenceSet, Task
 
-__all__ = ["TASKS", "load_task", "Task", "FramewiseTask", "SequenceSet", "Batch", "SPLITS"]
+__all__ = ["TaskType", "TaskRegistrationError", "register_task", "remove_task", "task_names",
+           "load_task", "Task", "FramewiseTask", "SequenceSet", "Batch", "SPLITS"]
 
-# task name -> "module:function" returning a Task from keyword options
-TASKS: dict[str, str] = {
-    "music": ".music:load",
-    "speech": ".speech:load",
-    "handwriting": ".handwriting:load",
-}
+NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+BUILTIN = "odyssey"
+
+
+class TaskRegistrationError(ValueError):
+    """A task definition that cannot be registered; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class TaskType:
+    """A registered task: `load(**options) -> Task`, or a lazy "module:function" path."""
+
+    name: str
+    load: Callable[..., Task] | str
+    origin: str = BUILTIN
+    description: str = ""
+
+
+_TASKS: dict[str, TaskType] = {}
+
+
+def register_task(name: str, load: Callable[..., Task] | str, *, description: str = "",
+                  origin: str | None = None) -> TaskType:
+    """Register task `name`: `load(**options)` returns a `Task` (README "Your own task").
+
+    `load` is a function, or "package.module:function" to import on first use. The options
+    are the keys of the task's config besides `name`. A name already taken is an error.
+    """
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise TaskRegistrationError(f"task name {name!r} must start with a letter and hold "
+                                    "only letters, digits, '_' and '-'")
+    if isinstance(load, str):
+        if load.count(":") != 1:
+            raise TaskRegistrationError(f"task {name!r}: load must be a function or "
+                                        f"'module:function', got {load!r}")
+    elif not callable(load):
+        raise TaskRegistrationError(f"task {name!r}: load must be a function returning a "
+                                    f"Task, got {load!r}")
+    if origin is None:
+        from .. import plugins  # the plugin being loaded, if any
+
+        origin = plugins.current_plugin() or "__main__"
+    task = TaskType(name, load, origin, description)
+    old = _TASKS.get(name)
+    if old is not None:
+        if old == task:  # the same definition again: nothing to do
+            return old
+        owner = "a built-in task" if old.origin == BUILTIN else f"plugin {old.origin!r}"
+        raise TaskRegistrationError(f"task name {name!r} is already taken by {owner}; "
+                                    "choose another name")
+    _TASKS[name] = task
+    return task
+
+
+def remove_task(name: str) -> None:
+    """Unregister a task of a plugin (tests, notebooks reloading a plugin)."""
+    task = _TASKS.get(name)
+    if task is None or task.origin == BUILTIN:
+        raise ValueError(f"{name!r} is not a plugin task")
+    del _TASKS[name]
+
+
+def task_names() -> tuple[str, ...]:
+    """Registered task names, built-ins first."""
+    return tuple(_TASKS)
 
 
 def load_task(name: str, **options) -> Task:
     """Build (or load from its cache) the task `name` with its config options."""
-    if name not in TASKS:
-        known = ", ".join(sorted(TASKS)) or "none registered"
-        raise ValueError(f"unknown task {name!r}; expected one of: {known}")
-    module, func = TASKS[name].split(":")
-    return getattr(importlib.import_module(module, __name__), func)(**options)
+    if name not in _TASKS:
+        raise ValueError(f"unknown task {name!r}; expected one of: {', '.join(_TASKS)} (a task "
+                         "of your own must be registered by a plugin, see README "
+                         "'Your own task')")
+    entry = _TASKS[name]
+    load = entry.load
+    if isinstance(load, str):
+        module, func = load.split(":")
+        load = getattr(importlib.import_module(module, __name__ if module.startswith(".")
+                                               else None), func)
+    try:
+        task = load(**options)
+    except Exception as e:
+        if entry.origin == BUILTIN:
+            raise
+        raise ValueError(f"task {name!r} of plugin {entry.origin!r} failed to load with "
+                         f"options {options}: {type(e).__name__}: {e}") from e
+    if not isinstance(task, Task):
+        raise TypeError(f"task {name!r}: its load function returned {type(task).__name__}, "
+                        "not an odyssey.tasks.Task")
+    return task
+
+
+for _name in ("music", "speech", "handwriting"):
+    register_task(_name, f".{_name}:load", origin=BUILTIN)

@@ -60,12 +60,14 @@ class Divergence(RuntimeError):
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    """The four searched hyperparameters of DESIGN §4, in their natural scale."""
+    """The four searched hyperparameters of DESIGN §4, in their natural scale, and the
+    optional variational dropout probability (0: off, the paper's protocol)."""
 
     hidden_size: int
     learning_rate: float
     momentum: float
     input_noise: float
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.hidden_size, int | np.integer) or self.hidden_size < 1:
@@ -76,6 +78,8 @@ class Hyperparameters:
             raise ValueError(f"momentum must lie in [0, 1), got {self.momentum!r}")
         if not self.input_noise >= 0:
             raise ValueError(f"input_noise must be >= 0, got {self.input_noise!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
 
     @classmethod
     def from_search(cls, params: Mapping[str, Any]) -> Hyperparameters:
@@ -83,7 +87,8 @@ class Hyperparameters:
         return cls(hidden_size=int(params["hidden_size"]),
                    learning_rate=float(params["learning_rate"]),
                    momentum=1.0 - float(params["one_minus_momentum"]),
-                   input_noise=float(params["input_noise"]))
+                   input_noise=float(params["input_noise"]),
+                   dropout=float(params.get("dropout", 0.0)))
 
 
 @dataclass(frozen=True)
@@ -213,14 +218,15 @@ class _Run:
             torch.manual_seed(job.seed)
             net = task.build_network(canonical(job.variant), hp.hidden_size,
                                      forget_bias=settings.forget_bias,
-                                     init_std=settings.init_std, impl=settings.impl)
+                                     init_std=settings.init_std, impl=settings.impl,
+                                     dropout=hp.dropout)
         net.to(device)
         self.net = net
         self.result = TrainResult(status="complete", parameter_count=net.parameter_count(),
                                   recurrent_parameter_count=net.recurrent_parameter_count())
         self.lr, self.momentum = effective_learning_rate(hp, settings), hp.momentum
         self.fused = (settings.fused and packed.fusable(net, device, settings.impl)
-                      and not getattr(hp, "dropout", 0.0))
+                      and not hp.dropout)  # the fused kernels have no dropout masks
         if self.fused:
             self.kind = packed.kind(net)
             self.params = packed.slot_tensors(net)

@@ -67,9 +67,9 @@ def make_sweep(results: Path, name: str = "toy", *, tasks=("music",), variants=N
                      "learning_rate": float(10 ** rng.uniform(-6, -2)),
                      "one_minus_momentum": float(10 ** rng.uniform(-2, 0)),
                      "input_noise": float(rng.uniform(0, 1))}
-                H = p["hidden_size"]
-                attrs = {"parameter_count": PARAMS_PER_BLOCK[variant] * H * (H + 10) + 50,
-                         "recurrent_parameter_count": PARAMS_PER_BLOCK[variant] * H * (H + 10),
+                H, blocks = p["hidden_size"], PARAMS_PER_BLOCK.get(variant.upper(), 2)
+                attrs = {"parameter_count": blocks * H * (H + 10) + 50,
+                         "recurrent_parameter_count": blocks * H * (H + 10),
                          "momentum": 1 - p["one_minus_momentum"], "seed": i, "batch_size": 1,
                          "train_seconds": float(rng.uniform(1, 5))}
                 if i >= n_trials:
@@ -78,7 +78,7 @@ def make_sweep(results: Path, name: str = "toy", *, tasks=("music",), variants=N
                         user_attrs={**attrs, "fail_kind": "diverged",
                                     "fail_reason": "loss became nan at epoch 3"}))
                     continue
-                valid = synthetic_metric(rng, p, ALL_EFFECTS[variant])
+                valid = synthetic_metric(rng, p, ALL_EFFECTS.get(variant.upper(), 0.1))
                 if i < n_diverged:
                     valid = float(10 ** rng.uniform(3, 4.5))
                 test = valid + float(rng.normal(0, 0.01))

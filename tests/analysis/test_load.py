@@ -119,3 +119,12 @@ def test_runs_from_study_records_and_from_legacy_trial_attributes(tmp_path):
                                                  if k != "worker"},
                                       "versions": {"torch": "2.12.0"}}
     assert len(runs) == 2
+
+
+def test_plugin_cells_keep_their_spelling_and_sort_after_the_builtins(sweep_factory):
+    """The analysis loads no plugin: a cell it does not know keeps its stored name."""
+    from odyssey.analysis import order_variants
+
+    sweep_factory("p", variants=["MyCell", "mut1", "V", "GRU"], n_trials=2)
+    frame = load_sweep("p", sweep_factory.results)
+    assert order_variants(frame["variant"]) == ["V", "GRU", "MUT1", "MyCell"]

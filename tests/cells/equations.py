@@ -34,15 +34,29 @@ def named_weights(cell: LSTMFamilyCell) -> dict[str, np.ndarray]:
     return out
 
 
-def run_equations(cell: LSTMFamilyCell, x: np.ndarray) -> np.ndarray:
-    """y for one sequence x (T, I) by the DESIGN §2 equations of cell.spec."""
+Masks = dict[tuple[str, str], np.ndarray]
+
+
+def _mask(masks: Masks | None, kind: str, gate: str, v: np.ndarray) -> np.ndarray:
+    """v times the variational dropout mask of (kind, gate), if masks are given."""
+    return v if masks is None else v * masks[(kind, gate)]
+
+
+def run_equations(cell: LSTMFamilyCell, x: np.ndarray, masks: Masks | None = None
+                  ) -> np.ndarray:
+    """y for one sequence x (T, I) by the DESIGN §2 equations of cell.spec.
+
+    `masks`: Gal & Ghahramani's dropout, {("x" or "h", block): vector}: the same mask at
+    every step on x and y' where they enter that block's W and R.
+    """
     s, w, h = cell.spec, named_weights(cell), cell.hidden_size
     y_prev, c_prev = np.zeros(h), np.zeros(h)
     prev_gates = {"i": np.zeros(h), "f": np.zeros(h), "o": np.zeros(h)}
     ys = []
 
     def pre(k: str, x_t: np.ndarray) -> np.ndarray:
-        a = w[f"W_{k}"] @ x_t + w[f"R_{k}"] @ y_prev + w[f"b_{k}"]
+        a = (w[f"W_{k}"] @ _mask(masks, "x", k, x_t) + w[f"R_{k}"] @ _mask(masks, "h", k, y_prev)
+             + w[f"b_{k}"])
         if s.gate_recurrence and k in "ifo":
             a = a + sum(w[f"R_{src}->{k}"] @ prev_gates[src] for src in "ifo")
         return a
@@ -66,8 +80,12 @@ def run_equations(cell: LSTMFamilyCell, x: np.ndarray) -> np.ndarray:
     return np.stack(ys)
 
 
-def run_mut_equations(cell: MutCell, x: np.ndarray) -> np.ndarray:
-    """y for one sequence x (T, I) by the DESIGN §2 MUT equations, raw x through W_x*."""
+def run_mut_equations(cell: MutCell, x: np.ndarray, masks: Masks | None = None) -> np.ndarray:
+    """y for one sequence x (T, I) by the DESIGN §2 MUT equations, raw x through W_x*.
+
+    `masks` as for `run_equations`, gates z, r, h (the candidate): on x and on h where it
+    enters W_hz (after MUT3's tanh), W_hr and W_hh.
+    """
     h_size, name = cell.hidden_size, cell.spec.name
     w_in = cell.weight_ih.detach().double().numpy()
     w_rec = cell.weight_hh.detach().double().numpy()
@@ -81,18 +99,23 @@ def run_mut_equations(cell: MutCell, x: np.ndarray) -> np.ndarray:
         W_hz, W_hr, W_hh = (w_rec[k * h_size:(k + 1) * h_size] for k in range(3))
     h = np.zeros(h_size)
     out = []
+    def m(kind: str, gate: str, v: np.ndarray) -> np.ndarray:
+        return _mask(masks, kind, gate, v)
+
     for x_t in x:
+        xz, xr, xh = m("x", "z", x_t), m("x", "r", x_t), m("x", "h", x_t)
         if name == "MUT1":
-            z = sigma(W_xz @ x_t + b_z)
-            r = sigma(W_xr @ x_t + W_hr @ h + b_r)
-            h = np.tanh(W_hh @ (r * h) + np.tanh(W_xh @ x_t) + b_h) * z + h * (1 - z)
+            z = sigma(W_xz @ xz + b_z)
+            r = sigma(W_xr @ xr + W_hr @ m("h", "r", h) + b_r)
+            h = (np.tanh(W_hh @ (r * m("h", "h", h)) + np.tanh(W_xh @ xh) + b_h) * z
+                 + h * (1 - z))
         elif name == "MUT2":
-            z = sigma(W_xz @ x_t + W_hz @ h + b_z)
-            r = sigma(W_xr @ x_t + W_hr @ h + b_r)  # the paper's bare x, projected
-            h = np.tanh(W_hh @ (r * h) + W_xh @ x_t + b_h) * z + h * (1 - z)
+            z = sigma(W_xz @ xz + W_hz @ m("h", "z", h) + b_z)
+            r = sigma(W_xr @ xr + W_hr @ m("h", "r", h) + b_r)  # the paper's bare x, projected
+            h = np.tanh(W_hh @ (r * m("h", "h", h)) + W_xh @ xh + b_h) * z + h * (1 - z)
         else:
-            z = sigma(W_xz @ x_t + W_hz @ np.tanh(h) + b_z)
-            r = sigma(W_xr @ x_t + W_hr @ h + b_r)
-            h = np.tanh(W_hh @ (r * h) + W_xh @ x_t + b_h) * z + h * (1 - z)
+            z = sigma(W_xz @ xz + W_hz @ m("h", "z", np.tanh(h)) + b_z)
+            r = sigma(W_xr @ xr + W_hr @ m("h", "r", h) + b_r)
+            h = np.tanh(W_hh @ (r * m("h", "h", h)) + W_xh @ xh + b_h) * z + h * (1 - z)
         out.append(h)
     return np.array(out)
