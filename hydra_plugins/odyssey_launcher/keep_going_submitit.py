@@ -72,7 +72,8 @@ if _hydra_submitit is not None:
                 try:
                     ret = job.results()[0]
                 except Exception as e:  # UncompletedJobError (killed, timed out), FailedJobError
-                    why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    # submitit's first two lines: the job, then its state or error
+                    why = " ".join(str(e).strip().splitlines()[:2]) or type(e).__name__
                     results.append(failed(idx, overrides, JobFailedError(
                         f"{type(e).__name__}: {why} (submitit job {job.job_id}; its log: "
                         f"{job.paths.stderr})"), keep_going=True))

@@ -72,6 +72,25 @@ def test_processes_launcher_without_keep_going_fails_the_multirun(tmp_path):
     assert "killed by SIGKILL" in r.stderr
 
 
+@pytest.mark.parametrize("launcher, target", [
+    ("processes", "processes_launcher.ProcessesLauncher"),
+    ("submitit_local", "keep_going_submitit.LocalLauncher"),
+    ("slurm", "keep_going_submitit.SlurmLauncher"),
+])
+@pytest.mark.filterwarnings("ignore:.*is validated against ConfigStore schema")  # app.py
+def test_the_documented_launchers_are_odysseys_keep_going_ones(launcher, target):
+    from hydra import compose, initialize_config_dir
+
+    from odyssey.config import CONFIG_DIR
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"hydra/launcher={launcher}"],
+                      return_hydra_config=True)
+    assert cfg.hydra.launcher._target_ == f"hydra_plugins.odyssey_launcher.{target}"
+    makefile = (ROOT / "Makefile").read_text()
+    assert "odyssey-sweep --multirun hydra/launcher=processes " in makefile
+
+
 def _hold_slot(cfg, owner: WorkerId) -> optuna.trial.Trial:
     """Fill the sweep's only slot with a running trial owned by `owner`."""
     spec = SweepSpec.from_config(cfg)
@@ -143,7 +162,7 @@ def _kill_one_worker_mid_trial(tmp_path: Path, args: list[str], url: str | None 
     """Run the multirun; kill -9 the first worker seen training; check the outcome."""
     proc = subprocess.Popen([sys.executable, "-m", "tests.search.toy_app", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
     url = url or f"journal://{tmp_path / 'results' / 't' / 'optuna.journal'}"
     victim = None
     deadline = time.time() + 300
@@ -165,6 +184,7 @@ def _kill_one_worker_mid_trial(tmp_path: Path, args: list[str], url: str | None 
     os.kill(pid, signal.SIGKILL)
     killed_at = time.time()
     out, _ = proc.communicate(timeout=600)
+    print(out[-5000:])  # what the user saw (pytest -s)
     assert proc.returncode == 0, out[-4000:]
     assert "6/6 trials finished" in out and "best_valid" in out  # the final table
     assert "failed (the other jobs go on)" in out
