@@ -77,7 +77,7 @@ def test_processes_launcher_without_keep_going_fails_the_multirun(tmp_path):
     ("submitit_local", "keep_going_submitit.LocalLauncher"),
     ("slurm", "keep_going_submitit.SlurmLauncher"),
 ])
-@pytest.mark.filterwarnings("ignore:.*is validated against ConfigStore schema")  # app.py
+@pytest.mark.filterwarnings(r"ignore:\s*'hydra/launcher/submitit_local' is validated")
 def test_the_documented_launchers_are_odysseys_keep_going_ones(launcher, target):
     from hydra import compose, initialize_config_dir
 
@@ -142,6 +142,48 @@ def test_the_verdict_of_an_unfinished_sweep_without_workers_is_1_and_says_rerun(
     status, message = app.verdict(SweepSpec.from_config(cfg))
     assert status == 1
     assert "NP: 0 of 1 trials finished" in message and "run the same command again" in message
+
+
+def test_job_lines_mask_a_password_given_on_the_command_line():
+    from hydra_plugins.odyssey_launcher.keep_going import job_name
+
+    line = job_name(3, ["worker=3", "storage.url=postgresql+psycopg2://u:Pw0rd@db/x"])
+    assert line == "#3 (worker=3 storage.url=postgresql+psycopg2://u:***@db/x)"
+
+
+def test_the_cluster_extra_installs_the_driver_and_the_submitit_launcher():
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    names = {d.split(">")[0].split("=")[0] for d in extras["cluster"]}
+    assert {"psycopg2-binary", "hydra-submitit-launcher"} <= names
+    assert 'EXTRAS' in (ROOT / "Makefile").read_text()
+
+
+def _toy_multirun(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    args = _toy_args(tmp_path, "processes", 1, *extra)
+    return subprocess.run([sys.executable, "-m", "tests.search.toy_app", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_a_multiruns_exit_status_is_2_for_a_config_error_and_3_for_unwatched_trials(
+        tmp_path):
+    bad = _toy_multirun(tmp_path, "variants=[V,BOGUS]")
+    assert bad.returncode == 2, bad.stderr[-3000:]
+    assert "variants: unknown variant 'BOGUS'" in bad.stderr
+    cfg = toy_config(tmp_path, *SMALL, "variants=[V,NP]", "trials_per_variant=1",
+                     "train.max_epochs=8", "train.patience=8", "train.batch_size=4")
+    spec = SweepSpec.from_config(cfg)
+    task = load_task(spec.task_name, **spec.task_options)
+    held = open_studies(spec, task, open_storage(spec.storage_url))["V"].ask()
+    held.set_user_attr("worker", WorkerId("remote-host", None, 4242, None, 5).as_dict())
+    r = _toy_multirun(tmp_path, "trials_per_variant=1")
+    out = r.stdout + r.stderr
+    assert r.returncode == EXIT_UNFINISHED, out[-3000:]
+    assert "1/2 trials finished" in out  # the final table, then what is left
+    assert f"t/toy/V#{held.number} on remote-host (pid 4242)" in r.stderr
 
 
 # -- end to end: a multirun with one worker killed mid-trial ---------------------------------
@@ -218,7 +260,12 @@ def test_submitit_local_survives_a_worker_killed_mid_trial(tmp_path):
 
 @pytest.mark.slow
 def test_local_workers_on_postgresql_survive_one_killed_mid_trial(tmp_path, pg_url):
+    """README's form: the URL without its password in $ODYSSEY_STORAGE_URL, PGPASSWORD."""
+    from tests.search.pg import PASSWORD
+
     args = _toy_args(tmp_path, "processes", 3, "storage=postgresql",
                      "storage.heartbeat_interval=1", "storage.grace_period=3")
-    _kill_one_worker_mid_trial(tmp_path, args, url=pg_url,
-                               env={"ODYSSEY_STORAGE_URL": pg_url})
+    _kill_one_worker_mid_trial(tmp_path, args, url=pg_url, env={
+        "ODYSSEY_STORAGE_URL": pg_url.replace(f":{PASSWORD}@", "@"), "PGPASSWORD": PASSWORD})
+    for p in (tmp_path / "results").rglob("*"):
+        assert not p.is_file() or PASSWORD.encode() not in p.read_bytes(), p
