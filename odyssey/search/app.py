@@ -86,8 +86,10 @@ def sweep(cfg: DictConfig) -> None:
     except (SweepConfigError, StorageURLError) as e:
         print(f"odyssey-sweep: error: {e}", file=sys.stderr)
         sys.exit(2)
-    if report.unfinished:
-        print(f"odyssey-sweep: {report.unfinished}", file=sys.stderr)
+    if report.unfinished:  # the worker has logged what is left and what to do
+        print(f"odyssey-sweep: exit status {EXIT_UNFINISHED}: the sweep is unfinished, trials "
+              "still run on workers this one cannot watch (see the message above)",
+              file=sys.stderr)
         sys.exit(EXIT_UNFINISHED)
 
 
@@ -104,7 +106,8 @@ def verdict(spec: SweepSpec) -> tuple[int, str]:
     counted = {v: sum(counts_toward_n(t) for t in st.get_trials(deepcopy=False))
                for v, st in studies.items()}
     if elsewhere and len(studies) == len(spec.variants) and min(counted.values()) >= n:
-        return EXIT_UNFINISHED, unwatched_message(elsewhere)
+        grace = spec.grace_period if spec.heartbeat_interval else None
+        return EXIT_UNFINISHED, unwatched_message(elsewhere, grace_period=grace)
     return 1, ("the sweep is unfinished: " + "; ".join(short) + ". No worker is left to "
                "finish it (see the errors above); run the same command again to go on: "
                "finished trials are kept and interrupted ones are replaced.")

@@ -83,20 +83,28 @@ def classify_running(studies: dict[str, optuna.Study], me: WorkerId,
     return out
 
 
-def unwatched_message(left: list[RunningTrial], worker: int | None = None) -> str:
-    """Why a worker (or a multirun) stops short on a journal store, and what to do."""
+def unwatched_message(left: list[RunningTrial], worker: int | None = None,
+                      grace_period: int | None = None) -> str:
+    """Why a worker or multirun stops with trials still running elsewhere, and what will
+    take them: on a journal store (`grace_period` None) nothing from this machine can; on
+    a store with heartbeats, a worker started after their grace period if theirs died."""
     who = "the multirun" if worker is None else f"worker {worker}"
     hosts = sorted({r.verdict.owner.host for r in left if r.verdict.owner is not None})
-    lines = [f"{who} stops with the sweep unfinished: every slot is taken, but "
-             f"{len(left)} trial(s) still run on workers a journal store cannot watch "
-             "(it keeps no heartbeats):"]
+    if grace_period is None:
+        why = "on workers a journal store cannot watch (it keeps no heartbeats)"
+        then = ("If they finish there, the sweep is complete. If their worker died, run the "
+                f"same command again on {', '.join(hosts)}: it replaces them at once; from "
+                "another machine they cannot be judged (use a PostgreSQL store for workers "
+                "on several machines).") if hosts else ""
+    else:
+        why = "on other workers, and no worker is left here to watch them"
+        then = ("Their workers finish them; if a worker died, the same command run again "
+                f"more than {grace_period} s (the grace period) after its last heartbeat "
+                "replaces its trial.")
+    lines = [f"{who} stops with the sweep unfinished: every slot is taken, but {len(left)} "
+             f"trial(s) still run {why}:"]
     lines += [f"  {r.describe()}" for r in left]
-    if hosts:
-        lines.append(f"If they finish there, the sweep is complete. If their worker died, "
-                     f"run the same command again on {', '.join(hosts)}: it replaces them at "
-                     "once; from another machine they cannot be judged (use a PostgreSQL "
-                     "store for workers on several machines).")
-    return "\n".join(lines)
+    return "\n".join(lines + ([then] if then else []))
 
 
 def unfinished(studies: dict[str, optuna.Study], n: int) -> list[str]:

@@ -272,7 +272,10 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
                 log.info("worker %d: every slot is taken; waiting for %d trial(s) of other "
                          "workers to finish, or to replace them if their worker dies: %s",
                          spec.worker, len(left), "; ".join(r.describe() for r in left))
-            time.sleep(beats or LOCAL_POLL_S)
+            # a local worker's death is seen by its pid at once; a remote one's only after
+            # its grace period, so that wait polls at the heartbeat interval
+            remote = beats and any(r.verdict.state == "elsewhere" for r in left)
+            time.sleep(beats if remote else LOCAL_POLL_S)
             continue
         waited_since = None
         study = studies[variant]

@@ -113,7 +113,7 @@ def test_a_journal_worker_facing_a_remote_running_trial_exits_3_saying_what_is_l
         app.sweep(cfg)
     assert e.value.code == EXIT_UNFINISHED
     err = capsys.readouterr().err
-    assert "stops with the sweep unfinished" in err and "remote-host" in err
+    assert "exit status 3: the sweep is unfinished" in err
     status, message = app.verdict(SweepSpec.from_config(cfg))  # a multirun's end says so too
     assert status == EXIT_UNFINISHED and "remote-host (pid 4242)" in message
 
