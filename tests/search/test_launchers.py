@@ -188,10 +188,11 @@ def test_a_multiruns_exit_status_is_2_for_a_config_error_and_3_for_unwatched_tri
 
 # -- end to end: a multirun with one worker killed mid-trial ---------------------------------
 
-def _toy_args(tmp_path: Path, launcher: str, workers: int, *extra: str) -> list[str]:
+def _toy_args(tmp_path: Path, launcher: str, workers: int, *extra: str,
+              sleep: float = 0.05) -> list[str]:
     cfg = tmp_path / "cfg" / "task"
     cfg.mkdir(parents=True, exist_ok=True)
-    (cfg / "toy.yaml").write_text(TOY_CONFIG.format(sleep=0.05))
+    (cfg / "toy.yaml").write_text(TOY_CONFIG.format(sleep=sleep))
     return ["-m", f"hydra/launcher={launcher}", f"worker=range(0,{workers})",
             f"hydra.searchpath=[file://{tmp_path / 'cfg'}]", "task=toy",
             f"results_dir={tmp_path / 'results'}", "sweep_name=t", "variants=[V,NP]",
@@ -269,3 +270,27 @@ def test_local_workers_on_postgresql_survive_one_killed_mid_trial(tmp_path, pg_u
         "ODYSSEY_STORAGE_URL": pg_url.replace(f":{PASSWORD}@", "@"), "PGPASSWORD": PASSWORD})
     for p in (tmp_path / "results").rglob("*"):
         assert not p.is_file() or PASSWORD.encode() not in p.read_bytes(), p
+
+
+@pytest.mark.slow
+def test_a_timed_out_submitit_job_is_requeued_and_its_trial_replaced(tmp_path):
+    """The SLURM preset's requeue path, on submitit's local executor: the job gets its
+    timeout signal 30 s before its 1-minute limit, checkpoints, and is started again; the
+    trial it was training is failed (interrupted) and replaced, and the sweep ends exact."""
+    pytest.importorskip("submitit")
+    args = _toy_args(tmp_path, "submitit_local", 1, "hydra.launcher.timeout_min=1",
+                     "variants=[V]", sleep=0.4)  # about 14 s per trial: outlasts 30 s
+    r = subprocess.run([sys.executable, "-m", "tests.search.toy_app", *args], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert "3/3 trials finished" in out
+    logs = "".join(p.read_text() for p in tmp_path.rglob(".submitit/*/*_log.*"))
+    assert "this job is timed-out" in logs and "Requeued" in out + logs
+    trials = studies(toy_config(tmp_path, *SMALL, "variants=[V]", "trials_per_variant=3")
+                     )["V"].get_trials()
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 3
+    cut = [t for t in trials if t.state == TrialState.FAIL]
+    assert cut and all(t.user_attrs["fail_kind"] == "interrupted" for t in cut)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
