@@ -17,7 +17,8 @@ LAB_PORT ?= 8888
 .PHONY: help setup system-deps test test-slow test-all lint bench clean run-sweep analyze \
 	notebooks lab
 
-# run-sweep: the quick sweep (configs/experiment/quick.yaml) on WORKERS local processes;
+# run-sweep: the quick sweep (configs/experiment/quick.yaml) on WORKERS local processes
+# (hydra/launcher=processes: one killed worker leaves the others running);
 # SWEEP_ARGS passes any odyssey-sweep overrides, e.g. SWEEP_ARGS="trials_per_variant=16"
 WORKERS    ?= 2
 TASK       ?= music
@@ -97,7 +98,7 @@ lint: $(STAMP)
 
 run-sweep: system-deps $(STAMP)
 	$(VENV)/bin/odyssey-data build $(TASK)
-	$(VENV)/bin/odyssey-sweep --multirun hydra/launcher=joblib hydra.launcher.n_jobs=$(WORKERS) \
+	$(VENV)/bin/odyssey-sweep --multirun hydra/launcher=processes hydra.launcher.n_jobs=$(WORKERS) \
 		'worker=range(0,$(WORKERS))' task=$(TASK) $(SWEEP_ARGS)
 
 clean:

@@ -1,17 +1,23 @@
 """`odyssey-sweep`: the Hydra app that runs one sweep worker (or, with -m, several).
 
     odyssey-sweep                                   # the quick music sweep, one worker
-    odyssey-sweep -m hydra/launcher=joblib hydra.launcher.n_jobs=2 'worker=range(0,2)'
+    odyssey-sweep -m hydra/launcher=processes 'worker=range(0,2)'
     odyssey-sweep experiment=greff task=music variants=[V,NP] trials_per_variant=4
     odyssey-sweep report_only=true                  # print the table of an existing sweep
 
 Options are the keys of configs/config.yaml and its groups (README "The sweep").
+
+Exit status: 0 when the sweep is complete (a multirun: whatever happened to single
+workers, since the others replace a dead worker's trial), 2 for a config error, 3 when it
+stops unfinished because trials still run on workers it cannot watch (journal store), 1
+when it stops unfinished otherwise (every worker failed; the messages above say why).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +29,20 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ..config import CONFIG_DIR
+from .liveness import WorkerId
+from .progress import counts_toward_n
+from .running import EXIT_UNFINISHED, classify_running, unfinished, unwatched_message
 from .spec import SweepConfigError, SweepSpec
-from .storage import StorageURLError, mask_secrets
-from .sweep import final_report, run_worker
+from .storage import StorageURLError, mask_secrets, open_storage
+from .sweep import final_report, load_studies, run_worker
 
 log = logging.getLogger("odyssey.sweep")
+
+# configs/hydra/launcher/submitit_local.yaml shadows the submitit plugin's preset of that
+# name on purpose (Hydra's launcher with the keep-going rule); Hydra validates it against the
+# plugin's schema and says so in a deprecation warning that would reach every user
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_local' is validated "
+                        "against ConfigStore schema")
 
 
 def _spec_or_exit(cfg: DictConfig) -> SweepSpec:
@@ -67,10 +82,35 @@ def sweep(cfg: DictConfig) -> None:
     if cfg.get("report_only", False):
         return
     try:
-        run_worker(spec)
+        report = run_worker(spec)
     except (SweepConfigError, StorageURLError) as e:
         print(f"odyssey-sweep: error: {e}", file=sys.stderr)
         sys.exit(2)
+    if report.unfinished:  # the worker has logged what is left and what to do
+        print(f"odyssey-sweep: exit status {EXIT_UNFINISHED}: the sweep is unfinished, trials "
+              "still run on workers this one cannot watch (see the message above)",
+              file=sys.stderr)
+        sys.exit(EXIT_UNFINISHED)
+
+
+def verdict(spec: SweepSpec) -> tuple[int, str]:
+    """The exit status of a multirun from the store, and what is left when it is not 0."""
+    studies = load_studies(spec, open_storage(spec.storage_url))
+    n = spec.trials_per_variant
+    short = [f"{v}: no trials yet" for v in spec.variants if v not in studies]
+    short += unfinished(studies, n)
+    if not short:
+        return 0, ""
+    running = classify_running(studies, WorkerId.current(), spec.grace_period)
+    elsewhere = [r for r in running if r.verdict.state == "elsewhere"]
+    counted = {v: sum(counts_toward_n(t) for t in st.get_trials(deepcopy=False))
+               for v, st in studies.items()}
+    if elsewhere and len(studies) == len(spec.variants) and min(counted.values()) >= n:
+        grace = spec.grace_period if spec.heartbeat_interval else None
+        return EXIT_UNFINISHED, unwatched_message(elsewhere, grace_period=grace)
+    return 1, ("the sweep is unfinished: " + "; ".join(short) + ". No worker is left to "
+               "finish it (see the errors above); run the same command again to go on: "
+               "finished trials are kept and interrupted ones are replaced.")
 
 
 class FinalReport(Callback):
@@ -95,7 +135,20 @@ class FinalReport(Callback):
             self._report(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """The table, then the multirun's exit status from the store (see the module
+        docstring): with a keep-going launcher (hydra/launcher=processes, submitit_local,
+        slurm) a single worker's death does not decide it."""
         self._report(config)
+        if config.get("report_only", False):
+            return
+        try:
+            spec = SweepSpec.from_config(config)
+        except SweepConfigError:
+            sys.exit(2)  # the jobs and _report have said what is wrong
+        status, message = verdict(spec)
+        if status:
+            print(f"odyssey-sweep: {message}", file=sys.stderr, flush=True)
+            sys.exit(status)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")

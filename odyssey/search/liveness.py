@@ -52,6 +52,11 @@ class WorkerId:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def same_process(self, other: WorkerId | None) -> bool:
+        """Whether `other` is this very process (host, pid and start time)."""
+        return other is not None and (self.host, self.pid, self.start_ticks) == (
+            other.host, other.pid, other.start_ticks)
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> WorkerId:
         return cls(str(d["host"]), d.get("boot_id"), int(d["pid"]), d.get("start_ticks"),
@@ -115,3 +120,42 @@ class Heartbeat:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a running trial's owner is doing, as far as this worker can tell.
+
+    `state`: "alive" (its worker is a live process on this machine), "stale" (its worker
+    is gone: replace the trial; `reason` says how that was judged) or "elsewhere" (on
+    another machine, alive by its heartbeat or unwatchable on a journal store, or not yet
+    owned and younger than the grace period). `owner` is None for a trial that never
+    recorded its worker.
+    """
+
+    state: str
+    owner: WorkerId | None
+    reason: str = ""
+
+
+def judge_running(owner_attr: dict[str, Any] | None, age_s: float, silent: bool,
+                  me: WorkerId, unowned_grace_s: float) -> Verdict:
+    """The verdict on one running trial: its recorded `worker` attribute (None if it never
+    recorded one), seconds since it started, and whether the store's heartbeat went silent."""
+    if owner_attr is None:
+        if age_s > unowned_grace_s:
+            return Verdict("stale", None,
+                           f"stale: running for {age_s:.0f} s without recording a worker")
+        return Verdict("elsewhere", None)
+    owner = WorkerId.from_dict(owner_attr)
+    here = same_machine(owner, me)
+    if here and not process_alive(owner, me):
+        return Verdict("stale", owner,
+                       f"stale: worker {owner.host}:{owner.pid} ended while the trial was "
+                       "running (killed or crashed); replaced by a new trial")
+    if silent:
+        return Verdict("stale", owner,
+                       f"stale: worker {owner.host}:{owner.pid} sent no heartbeat for longer "
+                       "than the grace period (its machine or process died); replaced by a "
+                       "new trial")
+    return Verdict("alive" if here else "elsewhere", owner)

@@ -33,7 +33,7 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
 JOURNAL_SCHEME = "journal://"
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql", "mariadb", "oracle", "mssql")
@@ -212,6 +212,12 @@ def _rdb_storage(url: str, engine_kwargs: dict, heartbeat_interval: int | None,
                                   heartbeat_interval=heartbeat_interval,
                                   grace_period=grace_period)
         except DBAPIError as e:
+            if isinstance(e, OperationalError) and not _already_exists(e):
+                # cannot connect (server down, wrong host, no or wrong password): one line
+                why = str(e.orig).strip().splitlines()[0] if e.orig else type(e).__name__
+                raise StorageURLError(
+                    f"cannot open the store {mask_url(url)}: {why} (the password comes from "
+                    f"${URL_ENV}, $PGPASSWORD or ~/.pgpass)") from None
             if attempt == SCHEMA_RETRIES - 1 or not _already_exists(e):
                 raise
             time.sleep(0.2 * (attempt + 1))

@@ -2,7 +2,9 @@
 
 Each worker loops: mark stale running trials failed, count each study's trials (complete,
 diverged and running ones), pick a study short of `trials_per_variant`, ask, train, tell;
-it stops when every study is full. Workers share nothing but the store, so any number of
+it stops when every study is full and no trial it can watch (a local worker's, by its pid;
+any worker's on a store with heartbeats) is still running, so a worker that dies near the
+end is still replaced. Workers share nothing but the store, so any number of
 them (processes, Hydra launcher jobs, machines on PostgreSQL) can run at once.
 
 Exactly N: a worker that asks for a trial checks that fewer than N counted trials precede
@@ -29,7 +31,7 @@ from optuna.trial import TrialState
 
 from ..tasks import Task, load_task
 from ..training import Hyperparameters, TrainResult, TrialJob, train_pack
-from .liveness import Heartbeat, WorkerId, process_alive, same_machine
+from .liveness import Heartbeat, WorkerId
 from .progress import (
     best_so_far,
     collect,
@@ -39,14 +41,15 @@ from .progress import (
     summary_frame,
 )
 from .provenance import RUN_PREFIX, git_commit, run_record
+from .running import RunningTrial, classify_running, unwatched_message
 from .space import make_sampler, suggest, trial_seed
 from .spec import DEFINING_KEYS, SweepConfigError, SweepSpec
 from .storage import mask_url, open_storage
 
 log = logging.getLogger("odyssey.sweep")
 
-# a running trial that has not yet recorded its worker is stale after this long
-UNOWNED_GRACE_S = 300
+# seconds between looks at other workers' trials while waiting for them (no heartbeats)
+LOCAL_POLL_S = 1.0
 # settings that may differ between runs of one sweep without changing what a trial means
 RUN_LOCAL_TRAIN_KEYS = ("device", "impl", "eval_batch_size", "fused")
 # set first (null until the trial ends): optuna-dashboard lists a journal store's trial
@@ -65,6 +68,9 @@ class WorkerReport:
     claims_lost: int = 0
     overtaken: int = 0  # own trials another worker marked stale before they ended
     seconds: float = 0.0
+    # the sweep is not complete: trials still running on workers this one cannot watch
+    # (journal store), with what a rerun will do about them (running.unwatched_message)
+    unfinished: str = ""
 
 
 def _defining(config: dict[str, Any]) -> dict[str, Any]:
@@ -131,66 +137,21 @@ def _close_trial(storage: optuna.storages.BaseStorage, t: optuna.trial.FrozenTri
         return False
 
 
-def _stale_by_heartbeat(study: optuna.Study) -> set[int]:
-    """Trial ids whose Optuna heartbeat is older than the grace period (RDB stores)."""
-    storage = study._storage
-    # the storage's own query, the one optuna.storages.fail_stale_trials uses; called here
-    # so that fail_kind/fail_reason are set before the state (a finished trial is frozen)
-    get_stale = getattr(storage, "_get_stale_trial_ids", None)
-    if get_stale is None or not getattr(storage, "get_heartbeat_interval", lambda: None)():
-        return set()
-    return set(get_stale(study._study_id))
-
-
 def fail_stale_trials(studies: dict[str, optuna.Study], me: WorkerId,
-                      grace_period: int | None = None) -> int:
-    """Fail running trials whose worker is gone; returns how many this call failed.
-
-    A local owner is judged by its process; any owner by its heartbeat where the store keeps
-    them; a trial that never recorded its worker (died right after asking) after
-    `grace_period` seconds (UNOWNED_GRACE_S without heartbeats).
-    """
+                      grace_period: int | None = None,
+                      running: list[RunningTrial] | None = None) -> int:
+    """Fail running trials whose worker is gone (running.classify_running); returns how
+    many this call failed. `running`: the classification, when the caller has it."""
     failed = 0
-    unowned_grace = grace_period or UNOWNED_GRACE_S
-    for study in studies.values():
-        silent = _stale_by_heartbeat(study)
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            owner_attr = t.user_attrs.get("worker")
-            reason = None
-            if owner_attr is None:
-                age = (time.time() - t.datetime_start.timestamp()) if t.datetime_start else 0
-                if age > unowned_grace:
-                    reason = f"stale: running for {age:.0f} s without recording a worker"
-            else:
-                owner = WorkerId.from_dict(owner_attr)
-                if same_machine(owner, me) and not process_alive(owner, me):
-                    reason = (f"stale: worker {owner.host}:{owner.pid} ended while the trial "
-                              "was running (killed or crashed); replaced by a new trial")
-                elif t._trial_id in silent:
-                    reason = (f"stale: worker {owner.host}:{owner.pid} sent no heartbeat for "
-                              "longer than the grace period (its machine or process died); "
-                              "replaced by a new trial")
-            if reason is not None and _close_trial(study._storage, t, "stale", reason):
-                failed += 1
-                log.warning("trial %d of %s: %s", t.number, study.study_name, reason)
+    if running is None:
+        running = classify_running(studies, me, grace_period)
+    for r in running:
+        if r.verdict.state == "stale" and _close_trial(r.study._storage, r.trial, "stale",
+                                                       r.verdict.reason):
+            failed += 1
+            log.warning("trial %d of %s: %s", r.trial.number, r.study.study_name,
+                        r.verdict.reason)
     return failed
-
-
-def _running_elsewhere(studies: dict[str, optuna.Study], me: WorkerId) -> list[str]:
-    """Running trials not owned by a live process on this machine ("study#number host")."""
-    left = []
-    for study in studies.values():
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            owner_attr = t.user_attrs.get("worker")
-            if owner_attr is not None:
-                owner = WorkerId.from_dict(owner_attr)
-                if same_machine(owner, me) and process_alive(owner, me):
-                    continue
-                host = owner.host
-            else:
-                host = "unknown worker"
-            left.append(f"{study.study_name}#{t.number} ({host})")
-    return left
 
 
 def _pick(studies: dict[str, optuna.Study], n: int, worker: int) -> str | None:
@@ -383,26 +344,33 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
             raise
         if max_trials is not None and report.trials_run >= max_trials:
             break
-        report.stale_replaced += fail_stale_trials(studies, me, spec.grace_period)
+        running = classify_running(studies, me, spec.grace_period)
+        report.stale_replaced += fail_stale_trials(studies, me, running=running)
         if _pick(studies, n, spec.worker) is not None:
             waited_since = None
             continue
-        # full, but trials on other machines may still die: never end short in silence
-        left = _running_elsewhere(studies, me)
+        # every slot is taken, but a running trial's worker may still die: wait for the
+        # trials this worker can watch (a local pid, a heartbeat) and replace those that
+        # go stale; never end short in silence
+        left = [r for r in running if r.verdict.state != "stale"
+                and not me.same_process(r.verdict.owner)]  # (its own: not a worker's)
         if not left:
             break
-        if not beats:
-            log.warning("worker %d stops with %d trial(s) still running on other "
-                        "machines, which a journal store cannot watch: %s; if they never "
-                        "finish, a rerun after %d s replaces them", spec.worker,
-                        len(left), ", ".join(left), UNOWNED_GRACE_S)
+        unwatched = [r for r in left  # an unowned trial goes stale by its age
+                     if r.verdict.state == "elsewhere" and r.verdict.owner is not None]
+        if unwatched and not beats:  # a journal keeps no heartbeats: cannot be judged
+            report.unfinished = unwatched_message(unwatched, spec.worker)
+            log.warning(report.unfinished)
             break
         if waited_since is None:
             waited_since = time.monotonic()
-            log.info("worker %d: every slot is taken; waiting for %d trial(s) running "
-                     "elsewhere to finish or go stale (grace %s s): %s", spec.worker,
-                     len(left), spec.grace_period, ", ".join(left))
-        time.sleep(beats)
+            log.info("worker %d: every slot is taken; waiting for %d trial(s) of other "
+                     "workers to finish, or to replace them if their worker dies: %s",
+                     spec.worker, len(left), "; ".join(r.describe() for r in left))
+        # a local worker's death is seen by its pid at once; a remote one's only after
+        # its grace period, so that wait polls at the heartbeat interval
+        remote = beats and any(r.verdict.state == "elsewhere" for r in left)
+        time.sleep(beats if remote else LOCAL_POLL_S)
     report.seconds = time.perf_counter() - started
     log.info("worker %d done: %d trials (%d complete, %d diverged) in %.0f s; %d stale "
              "replaced, %d lost claims", spec.worker, report.trials_run, report.complete,

@@ -32,7 +32,7 @@ def test_config_errors_exit_2_with_the_key_before_training(tmp_path):
 @pytest.mark.slow
 def test_two_worker_multirun_on_music_then_resume_and_report(tmp_path):
     subprocess.run([DATA, "build", "music"], check=True, timeout=1800)
-    args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "worker=range(0,2)",
+    args = ["-m", "hydra/launcher=processes", "hydra.launcher.n_jobs=2", "worker=range(0,2)",
             "variants=[V,NP]", "trials_per_variant=2", "train.max_epochs=1",
             "search.params.hidden_size.high=40", f"results_dir={tmp_path}", "sweep_name=e2e"]
     r = run(*args, timeout=1200)

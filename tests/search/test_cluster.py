@@ -45,6 +45,28 @@ def test_a_masked_url_takes_its_password_from_the_environment_or_from_libpq(monk
     assert unmask_url(masked) == "postgresql+psycopg2://odyssey@db:5432/sweeps"
 
 
+@pytest.mark.parametrize("how", ["PGPASSWORD", "pgpass"])
+def test_a_url_without_its_password_connects_with_libpqs_own_mechanisms(pg_url, tmp_path,
+                                                                        monkeypatch, how):
+    """README: the password may come from $PGPASSWORD or ~/.pgpass instead of the URL."""
+    monkeypatch.delenv("ODYSSEY_STORAGE_URL", raising=False)
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "none"))  # not the user's own ~/.pgpass
+    masked = mask_url(pg_url)
+    with pytest.raises(StorageURLError, match="no password supplied") as e:  # refused
+        open_storage(masked)
+    assert "\n" not in str(e.value) and "odyssey@127.0.0.1" in str(e.value)
+    if how == "PGPASSWORD":
+        monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    else:  # libpq reads $PGPASSFILE (default ~/.pgpass), which must be private
+        pgpass = tmp_path / "pgpass"
+        pgpass.write_text(f"127.0.0.1:*:*:odyssey:{PASSWORD}\n")
+        pgpass.chmod(0o600)
+        monkeypatch.setenv("PGPASSFILE", str(pgpass))
+    for url in (masked, masked.replace(":***", "")):  # masked, or given without one
+        optuna.create_study(storage=open_storage(url), study_name="s", load_if_exists=True)
+
+
 def test_a_missing_driver_is_one_line_naming_the_extra():
     with pytest.raises(StorageURLError, match=r"\.\[cluster\]") as e:
         open_storage("postgresql+nosuchdriver://u:secret@localhost/db")
@@ -166,7 +188,8 @@ def test_the_slurm_preset_sizes_jobs_for_paper_length_workers(tmp_path):
         cfg = compose("config", overrides=["hydra/launcher=slurm", "threads=3"],
                       return_hydra_config=True)
     launcher = cfg.hydra.launcher
-    assert launcher._target_.endswith("SlurmLauncher")
+    # Hydra's SLURM launcher with the keep-going rule (hydra_plugins/odyssey_launcher)
+    assert launcher._target_ == "hydra_plugins.odyssey_launcher.keep_going_submitit.SlurmLauncher"
     assert launcher.cpus_per_task == 3
     assert launcher.timeout_min >= 1440 and launcher.max_num_timeout >= 1
     assert launcher.signal_delay_s > 0 and launcher.mem_gb > 0
