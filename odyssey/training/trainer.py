@@ -438,7 +438,9 @@ def _fused_step(fused_pack: packed.FusedPack, step: list[tuple[_Run, Batch]]) ->
         outs.append(out)
         losses.append(loss)
     # one backward pass for all the losses: each trial's gradient is that of its own loss
-    grads = list(torch.autograd.grad(losses, outs)) if losses else []
+    grads = [torch.zeros_like(o) if g is None else g for o, g in zip(
+        outs, torch.autograd.grad(losses, outs, allow_unused=True) if losses else [],
+        strict=True)]
     with torch.no_grad():
         fused_pack.backward_step(grads, [lengths[k] for k in keep], [saved[k] for k in keep],
                                  [runs[k].params for k in keep],
