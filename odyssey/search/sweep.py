@@ -249,26 +249,6 @@ def abort_trial(job: TrialJob, error: BaseException) -> None:
         pass
 
 
-def run_trial(spec: SweepSpec, task: Task, study: optuna.Study, trial: optuna.Trial,
-              variant: str) -> str:
-    """Train one trial alone and tell the store; returns "complete" or "diverged".
-
-    An exception other than divergence is recorded on the trial (fail_kind "error",
-    or "interrupted" for Ctrl-C) and re-raised: it is a fault to fix, not a result.
-    """
-    outcome: list[str] = []
-    job = start_trial(spec, study, trial, variant)
-    jobs = [job]
-    try:
-        train_pack(task, spec.train, lambda: jobs.pop() if jobs else None,
-                   lambda j, r: outcome.append(finish_trial(task, j, r)))
-    except BaseException as e:
-        if not outcome:
-            abort_trial(job, e)
-        raise
-    return outcome[0]
-
-
 def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerReport:
     """Run trials until every study of the sweep holds `trials_per_variant` of them.
 

@@ -205,6 +205,18 @@ class TrialJob:
     tag: Any = None
 
 
+class _Clock:
+    """Wall and CPU time of a block, charged to trials."""
+
+    def __enter__(self) -> _Clock:
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.t0
+        self.cpu = time.process_time() - self.c0
+
+
 class _Run:
     """One trial's state inside a pack: its network, optimizer, RNGs, epoch and result."""
 
@@ -212,8 +224,13 @@ class _Run:
                  device: torch.device) -> None:
         self.task, self.job, self.settings, self.device = task, job, settings, device
         self.wall, self.cpu = 0.0, 0.0  # this trial's share of the pack's time
-        t0, c0 = time.perf_counter(), time.process_time()
-        hp = job.hp
+        with _Clock() as clock:
+            self._build(job.hp)
+        self.charge(clock.wall, clock.cpu)
+
+    def _build(self, hp: Hyperparameters) -> None:
+        """The trial's network, optimizer state, RNGs and empty record, from its seed."""
+        task, job, settings, device = self.task, self.job, self.settings, self.device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(job.seed)
             net = task.build_network(canonical(job.variant), hp.hidden_size,
@@ -242,7 +259,6 @@ class _Run:
         self.losses: list[float] = []
         self.best_valid, self.best_loss = math.inf, math.inf
         self._batches: Iterator[Batch] | None = None
-        self.charge(time.perf_counter() - t0, time.process_time() - c0)
 
     def charge(self, wall: float, cpu: float) -> None:
         self.wall += wall
@@ -327,27 +343,14 @@ class _Run:
         return self.result
 
 
-class _Clock:
-    """Wall and CPU time of a block, charged to trials."""
-
-    def __enter__(self) -> _Clock:
-        self.t0, self.c0 = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall = time.perf_counter() - self.t0
-        self.cpu = time.process_time() - self.c0
-
-
 def train_pack(task: Task, settings: TrainSettings, next_job: Callable[[], TrialJob | None],
-               on_result: Callable[[TrialJob, TrainResult], None], *, capacity: int = 1,
-               on_step: Callable[[], None] | None = None) -> None:
+               on_result: Callable[[TrialJob, TrainResult], None], *, capacity: int = 1
+               ) -> None:
     """Train trials `capacity` at a time until `next_job` returns None and all have ended.
 
     `next_job` is asked for a trial whenever a slot is free; `on_result` gets each trial's
     result as it ends. Every trial trains exactly as `train` would train it alone. A pack
     step's time is shared equally among the trials in it (`train_seconds`, `cpu_seconds`).
-    `on_step` is called after every step (a hook for heartbeats and tests).
     """
     if not isinstance(capacity, int) or capacity < 1:
         raise ValueError(f"parallel_trials must be an integer >= 1, got {capacity!r}")
@@ -408,8 +411,6 @@ def train_pack(task: Task, settings: TrainSettings, next_job: Callable[[], Trial
             for run in diverged:
                 end(run)
         refill()
-        if on_step is not None:
-            on_step()
 
 
 def _fused_step(fused_pack: packed.FusedPack, step: list[tuple[_Run, Batch]]) -> list[_Run]:
