@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
+import os
+import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
+import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -51,3 +57,29 @@ def studies(cfg: DictConfig) -> dict[str, optuna.Study]:
     storage = open_storage(spec.storage_url)
     return {v: optuna.load_study(study_name=spec.study_name(v), storage=storage)
             for v in spec.variants}
+
+
+def kill_when(p: mp.Process, cfg: DictConfig,
+              ready: Callable[[list[optuna.trial.FrozenTrial]], bool], what: str,
+              timeout: float = 240) -> None:
+    """SIGKILL the worker process `p` as soon as the sweep's trials (all its studies)
+    satisfy `ready`; the test fails, saying `what` never happened, after `timeout` s."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            trials = [t for study in studies(cfg).values() for t in study.get_trials()]
+        except Exception:  # the store or the studies do not exist yet
+            continue
+        if ready(trials):
+            os.kill(p.pid, signal.SIGKILL)
+            p.join()
+            return
+    p.kill()
+    pytest.fail(f"the worker never {what}")
+
+
+def running_trials(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """Trials that are running and have started training (their seed is recorded)."""
+    return [t for t in trials
+            if t.state == optuna.trial.TrialState.RUNNING and "seed" in t.user_attrs]

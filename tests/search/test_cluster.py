@@ -198,12 +198,10 @@ def test_the_slurm_preset_sizes_jobs_for_paper_length_workers(tmp_path):
 @pytest.mark.slow
 def test_a_killed_remote_worker_is_replaced_after_the_grace_period(pg_url, tmp_path,
                                                                    monkeypatch, caplog):
-    import os
-    import signal
 
     from odyssey.analysis import analyze
     from odyssey.search.progress import counts_toward_n
-    from tests.search.helpers import studies
+    from tests.search.helpers import kill_when, running_trials, studies
     from tests.search.pg import run_remote_worker
 
     monkeypatch.setenv("ODYSSEY_STORAGE_URL", pg_url)
@@ -214,21 +212,7 @@ def test_a_killed_remote_worker_is_replaced_after_the_grace_period(pg_url, tmp_p
     p = mp.get_context("spawn").Process(target=run_remote_worker,
                                         args=(str(tmp_path), overrides, 1, 0.02))
     p.start()
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        time.sleep(0.2)
-        try:
-            running = [t for t in studies(cfg)["V"].get_trials(states=(TrialState.RUNNING,))
-                       if "seed" in t.user_attrs]
-        except Exception:  # the study does not exist yet
-            continue
-        if running:
-            break
-    else:
-        p.kill()
-        pytest.fail("the remote worker never had a running trial")
-    os.kill(p.pid, signal.SIGKILL)
-    p.join()
+    kill_when(p, cfg, running_trials, "had a running trial")
     killed = {t.number for t in studies(cfg)["V"].get_trials(states=(TrialState.RUNNING,))}
     assert killed
     killed_at = time.time()

@@ -4,9 +4,6 @@ results as one at a time, resume after a worker dies mid-pack."""
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
-import signal
-import time
 
 import pytest
 from optuna.trial import TrialState
@@ -14,7 +11,13 @@ from optuna.trial import TrialState
 from odyssey.search.progress import counts_toward_n
 from odyssey.search.spec import SweepConfigError, SweepSpec
 from odyssey.search.sweep import run_worker
-from tests.search.helpers import run_toy_worker, studies, toy_config
+from tests.search.helpers import (
+    kill_when,
+    run_toy_worker,
+    running_trials,
+    studies,
+    toy_config,
+)
 
 SMALL = ["search.params.hidden_size.low=4", "search.params.hidden_size.high=12",
          "trials_per_variant=3", "train.batch_size=1"]
@@ -58,21 +61,8 @@ def test_a_worker_killed_mid_pack_loses_nothing_and_ends_exact(tmp_path):
     p = mp.get_context("spawn").Process(target=run_toy_worker,
                                         args=(str(tmp_path), overrides, 0, 0.01))
     p.start()
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        time.sleep(0.2)
-        try:
-            trials = [t for s in studies(cfg).values() for t in s.get_trials()]
-        except Exception:  # the store or the studies do not exist yet
-            continue
-        running = [t for t in trials if t.state == TrialState.RUNNING and "seed" in t.user_attrs]
-        if len(running) == 3:
-            break
-    else:
-        p.kill()
-        pytest.fail("the worker never had a full pack of three running trials")
-    os.kill(p.pid, signal.SIGKILL)
-    p.join()
+    kill_when(p, cfg, lambda trials: len(running_trials(trials)) == 3,
+              "had a full pack of three running trials")
     before = {(v, t.number): t.value for v, s in studies(cfg).items()
               for t in s.get_trials() if t.state == TrialState.COMPLETE}
     killed = [(v, t.number) for v, s in studies(cfg).items() for t in s.get_trials()

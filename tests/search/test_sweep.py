@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
-import signal
 import subprocess
-import time
 
 import pytest
 from optuna.trial import TrialState
@@ -15,7 +12,13 @@ from odyssey.search.liveness import WorkerId
 from odyssey.search.progress import counts_toward_n
 from odyssey.search.spec import SweepConfigError, SweepSpec
 from odyssey.search.sweep import _claim_holds, fail_stale_trials, final_report, run_worker
-from tests.search.helpers import run_toy_worker, studies, toy_config
+from tests.search.helpers import (
+    kill_when,
+    run_toy_worker,
+    running_trials,
+    studies,
+    toy_config,
+)
 
 SMALL = ["search.params.hidden_size.low=4", "search.params.hidden_size.high=12"]
 CONTRACT_ATTRS = {"valid_metric", "test_metric", "best_epoch", "epochs_run", "curve",
@@ -110,24 +113,9 @@ def test_killed_worker_then_rerun_loses_nothing_and_ends_exact(tmp_path):
                  "train.patience=30"]
     cfg = toy_config(tmp_path, *overrides, sleep=0.02)
     p = spawn(tmp_path, overrides, 0, sleep=0.02)
-    deadline = time.time() + 240
-    study = None
-    while time.time() < deadline:
-        time.sleep(0.2)
-        try:
-            study = studies(cfg)["V"]
-        except Exception:  # the store or the study does not exist yet
-            continue
-        trials = study.get_trials()
-        done = [t for t in trials if t.state == TrialState.COMPLETE]
-        running = [t for t in trials if t.state == TrialState.RUNNING and "seed" in t.user_attrs]
-        if done and running:
-            break
-    else:
-        p.kill()
-        pytest.fail("the worker never had a finished and a running trial")
-    os.kill(p.pid, signal.SIGKILL)
-    p.join()
+    kill_when(p, cfg, lambda trials: running_trials(trials) and any(
+        t.state == TrialState.COMPLETE for t in trials), "had a finished and a running trial")
+    study = studies(cfg)["V"]
     before = {t.number: (t.value, t.params) for t in study.get_trials()
               if t.state == TrialState.COMPLETE}
     killed = [t.number for t in study.get_trials() if t.state == TrialState.RUNNING]
