@@ -92,7 +92,9 @@ def test_an_sqlite_store_with_heartbeats_works_the_same(tmp_path):
 @pytest.mark.slow
 def test_two_workers_give_exactly_n_per_variant(tmp_path):
     overrides = [*SMALL, "variants=[V,NP,GRU]", "trials_per_variant=3"]
-    procs = [spawn(tmp_path, overrides, w) for w in (0, 1)]
+    # trials that last (0.1 s per batch): on the fused kernels a toy trial takes a few ms,
+    # and one worker could finish all nine before the other has started
+    procs = [spawn(tmp_path, overrides, w, sleep=0.1) for w in (0, 1)]
     for p in procs:
         p.join(timeout=300)
         assert p.exitcode == 0
