@@ -1,7 +1,8 @@
 """Paper-protocol throughput: trials one at a time against packed trials (issue 13).
 
 A task (music by default) at the paper's protocol (batch 1, one update per sequence), a fixed seeded
-set of trials per cell drawn from the paper's search space (configs/search/greff.yaml),
+set of trials per cell drawn from the paper's search space (DESIGN §4's ranges, written out in
+`paper_space_trials`; the same as configs/search/greff.yaml),
 each run for a capped number of epochs (no early stopping inside the cap), trained three
 ways in one run, one thread:
 
