@@ -2,7 +2,8 @@
 
 Inputs are random +-1 vectors; the target at step t is whether each of the first `keys`
 inputs was positive at step t - 1, so a network must carry one step of memory. The loss
-and metric are music's: Bernoulli NLL summed over keys, averaged over real frames.
+and metric are music's: Bernoulli NLL summed over keys, averaged over real frames (so its
+kernel loss, for packed training's C++ step, is music's too).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from odyssey.tasks import FramewiseTask, SequenceSet, register_task
-from odyssey.tasks.base import Batch
+from odyssey.tasks.base import Batch, KernelLoss
 
 TOY = "toy"
 
@@ -24,6 +25,7 @@ class ToyTask(FramewiseTask):
     name = TOY
     metric = "nll"
     metric_label = "NLL per time step"
+    kernel_loss = KernelLoss("bce_logits")
 
     def _per_frame(self, outputs: Tensor, batch: Batch) -> Tensor:
         nll = F.binary_cross_entropy_with_logits(outputs, batch.targets, reduction="none")

@@ -18,6 +18,23 @@ from torch import Tensor
 from ..networks import SequenceNetwork
 
 SPLITS = ("train", "valid", "test")
+KERNEL_LOSSES = ("bce_logits", "cross_entropy")
+
+
+@dataclass(frozen=True)
+class KernelLoss:
+    """A task's `loss_terms` in a form packed training computes in C++ (no Python per trial
+    and step): "bce_logits", binary cross-entropy with logits summed over the outputs of
+    every real frame; "cross_entropy", summed over the real frames whose target is not
+    `ignore_index`. Both count the frames they sum over, as `loss_terms` does."""
+
+    kind: str
+    ignore_index: int = -100
+
+    def __post_init__(self) -> None:
+        if self.kind not in KERNEL_LOSSES:
+            raise ValueError(f"KernelLoss kind must be one of {KERNEL_LOSSES}, got "
+                             f"{self.kind!r}")
 
 
 @dataclass
@@ -93,6 +110,9 @@ class Task(ABC):
     # key of `evaluate`'s result holding the validation loss (early stopping's tie-break);
     # "" when the metric is the loss itself
     loss_key: str = ""
+    # the same loss as this class's `loss_terms`, for the C++ step of packed training; a
+    # subclass that overrides `loss_terms` without declaring it again trains through autograd
+    kernel_loss: KernelLoss | None = None
 
     def __init__(self, splits: dict[str, SequenceSet], output_size: int, *,
                  standardize: bool = True, source: str = "", info: dict | None = None) -> None:

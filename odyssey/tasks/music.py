@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data import music as corpus
-from .base import SPLITS, Batch, FramewiseTask, SequenceSet
+from .base import SPLITS, Batch, FramewiseTask, KernelLoss, SequenceSet
 
 
 class MusicTask(FramewiseTask):
@@ -31,6 +31,7 @@ class MusicTask(FramewiseTask):
     bidirectional = False
     metric = "nll"
     metric_label = "NLL per time step"
+    kernel_loss = KernelLoss("bce_logits")
 
     def _baseline(self, split: str) -> float:
         """NLL per frame of the training key-frequency model (`frequency_model_logits`)."""

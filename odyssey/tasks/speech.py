@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..data import speech as corpus
 from ..data.phones import FOLDED39, fold_table, inventory
-from .base import SPLITS, Batch, FramewiseTask, SequenceSet
+from .base import SPLITS, Batch, FramewiseTask, KernelLoss, SequenceSet
 
 IGNORE = -1  # label of frames that count nowhere (the glottal stop "q" after folding)
 
@@ -30,6 +30,7 @@ class SpeechTask(FramewiseTask):
     metric = "frame_error"
     metric_label = "frame classification error"
     loss_key = "cross_entropy"
+    kernel_loss = KernelLoss("cross_entropy", IGNORE)
 
     def __init__(self, splits: dict[str, SequenceSet], classes: tuple[str, ...],
                  fold: np.ndarray | None = None, **kwargs) -> None:

@@ -20,10 +20,13 @@ from torch import Tensor, nn
 from ..cells import fast
 from ..cells.layer import LSTMFamilyCell, RecurrentLayer, TorchParamCell
 from ..networks import SequenceNetwork
+from ..tasks import Task
+from ..tasks.base import KernelLoss
 
-# must match kSlots / kGRU / kRNN in lstm_family.cpp
+# must match kSlots / kGRU / kRNN / kBCE / kCE in lstm_family.cpp
 SLOTS = 7
 _KINDS = {"gru": -1, "rnn": -2}
+_LOSS_CODES = {"bce_logits": 0, "cross_entropy": 1}  # kBCE / kCE
 _LSTM_SLOTS = ("weight_ih", "weight_hh", "bias", "peephole_i", "peephole_f", "peephole_o",
                "weight_gg")
 _TORCH_SLOTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -62,11 +65,28 @@ def slot_tensors(net: SequenceNetwork) -> list[Tensor]:
     return out
 
 
-class FusedPack:
-    """Two kernel calls per pack step for the fused trials of a pack."""
+def kernel_loss(task: Task) -> KernelLoss | None:
+    """The task's `kernel_loss` if it still describes the task's loss: declared by the class
+    that defines the `loss_terms` in use (not overridden below it or on the instance), with
+    Task's own `loss` and `sequence_loss` built on it."""
+    spec = task.kernel_loss
+    if spec is None or "loss_terms" in vars(task):
+        return None
+    cls = type(task)
+    owner = next(c for c in cls.__mro__ if "kernel_loss" in vars(c))
+    same = (vars(owner).get("loss_terms") is cls.loss_terms and cls.loss is Task.loss
+            and cls.sequence_loss is Task.sequence_loss)
+    return spec if same else None
 
-    def __init__(self, directions: int) -> None:
-        self.directions = directions
+
+class FusedPack:
+    """The kernel calls of a pack step for the fused trials of a pack."""
+
+    def __init__(self, directions: int, loss: KernelLoss | None = None,
+                 per_step: bool = False) -> None:
+        """`loss`: the task's kernel loss (None: the loss is computed in Python);
+        `per_step`: divide it by the counted frames (train.loss=step), else by sequences."""
+        self.directions, self.kernel_loss, self.per_step = directions, loss, per_step
         self.ops = fast.extension(required=True)
 
     def forward(self, xs: Sequence[Tensor], lengths: Sequence[Tensor],
@@ -79,6 +99,16 @@ class FusedPack:
         per = 2 + 5 * self.directions
         saved = [out[k * per:(k + 1) * per] for k in range(len(xs))]
         return [s[0] for s in saved], saved
+
+    def loss(self, logits: Sequence[Tensor], targets: Sequence[Tensor],
+             lengths: Sequence[Tensor]) -> tuple[list[float], list[Tensor]]:
+        """Each trial's kernel loss and its gradient dL/dlogits."""
+        spec = self.kernel_loss
+        assert spec is not None
+        out = self.ops.pack_loss(list(logits), list(targets), list(lengths),
+                                 _LOSS_CODES[spec.kind], spec.ignore_index,
+                                 self.per_step)
+        return out[0].tolist(), list(out[1:])
 
     def backward_step(self, dlogits: Sequence[Tensor], lengths: Sequence[Tensor],
                       saved: Sequence[Sequence[Tensor]], params: Sequence[Sequence[Tensor]],

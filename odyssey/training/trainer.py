@@ -98,7 +98,7 @@ class TrainSettings:
     max_epochs: int = 150
     patience: int = 15
     batch_size: int = 1
-    eval_batch_size: int = 64
+    eval_batch_size: int = 16
     device: str = "cpu"
     impl: str = "auto"
     forget_bias: float = 0.0
@@ -184,7 +184,7 @@ def _noisy(batch: Batch, std: float, generator: torch.Generator) -> torch.Tensor
         return batch.x
     noise = torch.randn(batch.x.shape, generator=generator, device=batch.x.device)
     if batch.lengths.numel() == 1:  # one sequence: no padding to keep clean (same numbers)
-        return batch.x + std * noise
+        return noise.mul_(std).add_(batch.x)  # x + std * noise, in place
     return batch.x + std * noise * batch.mask.unsqueeze(-1)
 
 
@@ -355,7 +355,8 @@ def train_pack(task: Task, settings: TrainSettings, next_job: Callable[[], Trial
     if not isinstance(capacity, int) or capacity < 1:
         raise ValueError(f"parallel_trials must be an integer >= 1, got {capacity!r}")
     device = torch.device(settings.device)
-    fused_pack = packed.FusedPack(2 if task.bidirectional else 1)
+    fused_pack = packed.FusedPack(2 if task.bidirectional else 1, packed.kernel_loss(task),
+                                  per_step=settings.loss == "step")
     runs: list[_Run] = []
     exhausted = False
 
@@ -416,8 +417,8 @@ def train_pack(task: Task, settings: TrainSettings, next_job: Callable[[], Trial
 def _fused_step(fused_pack: packed.FusedPack, step: list[tuple[_Run, Batch]]) -> list[_Run]:
     """One update of every trial in `step` on the fused kernels; returns those that diverged.
 
-    Each trial's loss (the task's own, in Python) is computed on its own logits, so it is
-    the same tensor arithmetic as when the trial trains alone.
+    Each trial's loss is computed on its own logits: in C++ where the task has a kernel
+    loss, else the task's own (Python) loss with one autograd pass for all the trials.
     """
     runs = [r for r, _ in step]
     xs = [r.noisy(b) for r, b in step]
@@ -425,30 +426,45 @@ def _fused_step(fused_pack: packed.FusedPack, step: list[tuple[_Run, Batch]]) ->
     with torch.no_grad():
         logits, saved = fused_pack.forward(xs, lengths, [r.params for r in runs],
                                            [r.kind for r in runs])
-    keep, diverged, outs, losses = [], [], [], []
-    for k, (run, batch) in enumerate(step):
-        out = logits[k].requires_grad_()
-        loss = run.objective(out, batch)
+    if fused_pack.kernel_loss is not None:
+        values, grads = fused_pack.loss(logits, [b.targets for _, b in step], lengths)
+    else:
+        values, grads = _python_losses(step, logits)
+    keep, diverged = [], []
+    for k, run in enumerate(runs):
         try:
-            run.record_loss(float(loss.detach()))
+            run.record_loss(values[k])
         except Divergence as e:
             run.fail(e)
             diverged.append(run)
             continue
         keep.append(k)
-        outs.append(out)
-        losses.append(loss)
-    # one backward pass for all the losses: each trial's gradient is that of its own loss
-    grads = [torch.zeros_like(o) if g is None else g for o, g in zip(
-        outs, torch.autograd.grad(losses, outs, allow_unused=True) if losses else [],
-        strict=True)]
     with torch.no_grad():
-        fused_pack.backward_step(grads, [lengths[k] for k in keep], [saved[k] for k in keep],
-                                 [runs[k].params for k in keep],
+        fused_pack.backward_step([grads[k] for k in keep], [lengths[k] for k in keep],
+                                 [saved[k] for k in keep], [runs[k].params for k in keep],
                                  [runs[k].buffers for k in keep], [runs[k].lr for k in keep],
                                  [runs[k].momentum for k in keep],
                                  [runs[k].kind for k in keep])
     return diverged
+
+
+def _python_losses(step: list[tuple[_Run, Batch]], logits: list[torch.Tensor]
+                   ) -> tuple[list[float], list[torch.Tensor]]:
+    """Each trial's loss (its task objective, in Python) and dL/dlogits, by one backward
+    pass for all of them (each gradient is that of its own loss). A non-finite loss gets a
+    zero gradient; its trial fails before its backward runs."""
+    outs = [out.requires_grad_() for out in logits]
+    losses = [run.objective(out, batch) for out, (run, batch) in zip(outs, step, strict=True)]
+    values = [float(loss.detach()) for loss in losses]
+    live = [k for k, v in enumerate(values) if math.isfinite(v)]
+    grads = [torch.zeros_like(o) for o in outs]
+    if live:
+        found = torch.autograd.grad([losses[k] for k in live], [outs[k] for k in live],
+                                    allow_unused=True)
+        for k, g in zip(live, found, strict=True):
+            if g is not None:
+                grads[k] = g
+    return values, grads
 
 
 def train(task: Task, variant: str, hp: Hyperparameters, settings: TrainSettings, seed: int,

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 
 from odyssey.cells import ALL_VARIANTS, VARIANTS
 from odyssey.networks import SequenceNetwork
-from odyssey.tasks.base import Batch
+from odyssey.tasks.base import SPLITS, Batch, SequenceSet
+from odyssey.tasks.music import MusicTask
+from odyssey.tasks.speech import IGNORE, SpeechTask
 from odyssey.training import Hyperparameters, TrainSettings, TrialJob, packed, train, train_pack
 from tests.toy import ToyTask, load
 
@@ -19,6 +22,13 @@ class BiToyTask(ToyTask):
     """The toy task with a bidirectional layer (the speech/handwriting network shape)."""
 
     bidirectional = True
+
+
+class PythonLossToy(ToyTask):
+    """The toy task with its loss in Python (as CTC or a user's own loss trains)."""
+
+    def loss_terms(self, outputs, batch):
+        return super().loss_terms(outputs, batch)
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +64,14 @@ def test_fused_step_equals_autograd_and_torch_optim(toy, variant, bidirectional)
     opt = torch.optim.SGD(twin.parameters(), lr=lr, momentum=momentum, nesterov=True)
     params = packed.slot_tensors(net)
     buffers = [torch.zeros_like(t) for t in params]
-    pack = packed.FusedPack(2 if bidirectional else 1)
+    pack = packed.FusedPack(2 if bidirectional else 1, packed.kernel_loss(toy))
     for step, lengths in enumerate(([7, 3, 5], [4, 6, 2])):
         batch = _batch(step, lengths, 4, 3, torch.float64)
         (logits,), saved = pack.forward([batch.x], [packed.lengths_of(batch)], [params],
                                         [packed.kind(net)])
         reference = twin(batch.x, batch.lengths)
         torch.testing.assert_close(logits, reference.detach(), rtol=0, atol=1e-12)
-        out = logits.requires_grad_()
-        (grad,) = torch.autograd.grad(toy.sequence_loss(out, batch), out)
+        _, (grad,) = pack.loss([logits], [batch.targets], [packed.lengths_of(batch)])
         with torch.no_grad():
             pack.backward_step([grad], [packed.lengths_of(batch)], saved, [params], [buffers],
                                [lr], [momentum], [packed.kind(net)])
@@ -118,10 +127,12 @@ def _same(a, b):
     assert a.curve == b.curve and a.extra_metrics == b.extra_metrics
 
 
-@pytest.mark.parametrize("task_name", ["toy", "bitoy"])
+@pytest.mark.parametrize("task_name", ["toy", "bitoy", "python-loss"])
 def test_a_trial_in_a_pack_gives_its_result_alone(toy, bitoy, task_name):
     """All eleven cells (and the extra ones), mixed hidden sizes, packs of four."""
-    task = toy if task_name == "toy" else bitoy
+    task = {"toy": toy, "bitoy": bitoy,
+            "python-loss": PythonLossToy(toy.splits, output_size=toy.output_size,
+                                         standardize=False)}[task_name]
     jobs = _jobs(ALL_VARIANTS)
     alone = {j.tag: train(task, j.variant, j.hp, settings(), j.seed) for j in jobs}
     packed_results = _pack(task, jobs, capacity=4)
@@ -222,3 +233,73 @@ def test_the_test_split_is_scored_only_at_validation_gains(toy):
 def test_bad_capacity_is_refused(toy):
     with pytest.raises(ValueError, match="parallel_trials"):
         train_pack(toy, settings(), lambda: None, lambda j, r: None, capacity=0)
+
+
+def _kernel_loss_tasks():
+    """A small music and speech task (real classes, made here), and a speech batch whose
+    frames are all ignored."""
+    rng = np.random.default_rng(3)
+
+    def sset(n, make):
+        xs, ys = zip(*(make(int(rng.integers(2, 9))) for _ in range(n)), strict=True)
+        return SequenceSet(list(xs), list(ys))
+
+    def roll(T):
+        r = (rng.random((T, 88)) < 0.1).astype(np.float32)
+        return r, r
+    music = MusicTask({s: sset(5, roll) for s in SPLITS}, 88, standardize=False)
+
+    def frames(T):
+        y = rng.integers(0, 5, T)
+        y[rng.random(T) < 0.3] = IGNORE
+        return rng.standard_normal((T, 4)).astype(np.float32), y
+    speech = SpeechTask({s: sset(5, frames) for s in SPLITS}, ("a", "b", "c", "d", "e"),
+                        standardize=False)
+    return music, speech
+
+
+@pytest.mark.parametrize("per_step", [False, True], ids=["sequence", "step"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_kernel_loss_equals_the_task_loss_and_its_autograd_gradient(per_step, dtype):
+    """pack_loss (C++) against the task's own loss_terms through autograd, on padded
+    batches: music's BCE, speech's cross-entropy with ignored frames (and a batch with
+    every frame ignored), large logits included."""
+    tol = 1e-12 if dtype == torch.float64 else 2e-6
+    for task in _kernel_loss_tasks():
+        spec = packed.kernel_loss(task)
+        assert spec is task.kernel_loss is not None
+        batches = list(task.batches("train", 3))
+        empty = copy.copy(batches[0])
+        empty.targets = torch.full_like(batches[0].targets, IGNORE)
+        if isinstance(task, SpeechTask):
+            batches.append(empty)
+        g = torch.Generator().manual_seed(0)
+        logits = [torch.randn(b.targets.shape[:2] + (task.output_size,), generator=g,
+                              dtype=dtype) * 8 for b in batches]
+        targets = [b.targets.to(dtype) if isinstance(task, MusicTask) else b.targets
+                   for b in batches]
+        lengths = [packed.lengths_of(b) for b in batches]
+        values, grads = packed.FusedPack(1, spec, per_step).loss(logits, targets, lengths)
+        objective = task.loss if per_step else task.sequence_loss
+        for z, b, y, value, grad in zip(logits, batches, targets, values, grads, strict=True):
+            out = z.clone().requires_grad_()
+            loss = objective(out, Batch(b.x, b.lengths, y))
+            (expected,) = torch.autograd.grad(loss, out, allow_unused=True)
+            assert value == pytest.approx(float(loss.detach()), rel=tol, abs=tol)
+            torch.testing.assert_close(grad, torch.zeros_like(z) if expected is None
+                                       else expected, rtol=tol, atol=tol)
+
+
+def test_a_task_that_overrides_its_loss_trains_through_its_own_loss(toy):
+    """kernel_loss is only trusted where the class that declares it defines loss_terms."""
+    music, speech = _kernel_loss_tasks()
+
+    class Weighted(MusicTask):
+        def loss_terms(self, outputs, batch):
+            total, count = super().loss_terms(outputs, batch)
+            return 2 * total, count
+
+    assert packed.kernel_loss(Weighted(music.splits, 88, standardize=False)) is None
+    patched = copy.copy(speech)
+    patched.loss_terms = lambda outputs, batch: speech.loss_terms(outputs, batch)
+    assert packed.kernel_loss(patched) is None
