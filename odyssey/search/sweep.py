@@ -51,7 +51,7 @@ log = logging.getLogger("odyssey.sweep")
 # seconds between looks at other workers' trials while waiting for them (no heartbeats)
 LOCAL_POLL_S = 1.0
 # settings that may differ between runs of one sweep without changing what a trial means
-RUN_LOCAL_TRAIN_KEYS = ("device", "impl", "eval_batch_size", "fused")
+RUN_LOCAL_TRAIN_KEYS = ("device", "impl", "eval_batch_size", "fused", "test_every_epoch")
 # set first (null until the trial ends): optuna-dashboard lists a journal store's trial
 # attributes in the order they were first set, in a box a few lines high
 FIRST_ATTRS = ("valid_metric", "test_metric", "best_epoch", "parameter_count")

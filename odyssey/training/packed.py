@@ -100,9 +100,25 @@ class FusedPack:
         saved = [out[k * per:(k + 1) * per] for k in range(len(xs))]
         return [s[0] for s in saved], saved
 
+    def train_step(self, xs: Sequence[Tensor], lengths: Sequence[Tensor],
+                   targets: Sequence[Tensor], params: Sequence[Sequence[Tensor]],
+                   buffers: Sequence[Sequence[Tensor]], lrs: Sequence[float],
+                   momenta: Sequence[float], kinds: Sequence[int]) -> list[float]:
+        """With a kernel loss: every trial's forward, loss, backward and SGD step in one call
+        (trial after trial, so each backward finds its activations in cache); each trial's
+        loss. A trial whose loss is not finite is left as it was."""
+        spec = self.kernel_loss
+        assert spec is not None
+        losses = self.ops.pack_train_step(
+            list(xs), list(lengths), list(targets), [t for p in params for t in p],
+            [t for b in buffers for t in b], list(lrs), list(momenta), list(kinds),
+            self.directions, 0, _LOSS_CODES[spec.kind], spec.ignore_index, self.per_step)
+        return losses.tolist()
+
     def loss(self, logits: Sequence[Tensor], targets: Sequence[Tensor],
              lengths: Sequence[Tensor]) -> tuple[list[float], list[Tensor]]:
-        """Each trial's kernel loss and its gradient dL/dlogits."""
+        """Each trial's kernel loss and its gradient dL/dlogits (the loss of `train_step`,
+        on its own: the tests check it against the task's loss through autograd)."""
         spec = self.kernel_loss
         assert spec is not None
         out = self.ops.pack_loss(list(logits), list(targets), list(lengths),

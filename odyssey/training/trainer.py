@@ -116,6 +116,9 @@ class TrainSettings:
     # and SGD step in C++, packed.py); false: autograd and torch.optim for every cell, the
     # path before packed training (same results up to float rounding)
     fused: bool = True
+    # score the test split after every epoch (a full test curve) instead of only at the
+    # epochs whose validation score is a gain; the result is the same either way
+    test_every_epoch: bool = False
 
     def __post_init__(self) -> None:
         if self.stopping not in STOPPING_RULES:
@@ -123,8 +126,10 @@ class TrainSettings:
                              f"got {self.stopping!r}")
         if self.loss not in ("sequence", "step"):
             raise ValueError(f"train.loss must be 'sequence' or 'step', got {self.loss!r}")
-        if not isinstance(self.fused, bool):
-            raise ValueError(f"train.fused must be true or false, got {self.fused!r}")
+        for name in ("fused", "test_every_epoch"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"train.{name} must be true or false, got "
+                                 f"{getattr(self, name)!r}")
         if not isinstance(self.scale_lr_with_batch, bool):
             raise ValueError("train.scale_lr_with_batch must be true or false, got "
                              f"{self.scale_lr_with_batch!r}")
@@ -301,8 +306,9 @@ class _Run:
     def _end_epoch(self) -> bool:
         """Score the epoch, record it, apply early stopping; True when the trial is over.
 
-        The test split is scored only at epochs whose validation score is a gain: the
-        result (the test score at the best epoch) is the same, for about half the cost.
+        The test split is scored only at epochs whose validation score is a gain (unless
+        `test_every_epoch`): the result, the test score at the best epoch, is the same, for
+        about half the evaluation cost.
         """
         task, settings, result, epoch = self.task, self.settings, self.result, self.epoch
         valid = task.evaluate(self.net, "valid", settings.eval_batch_size, self.device)
@@ -317,9 +323,10 @@ class _Run:
         gain = improves(v, vl if _finite(vl) else None, self.best_valid, self.best_loss,
                         settings.stopping)
         t = None
-        if gain:
+        if gain or settings.test_every_epoch:
             test = task.evaluate(self.net, "test", settings.eval_batch_size, self.device)
             t = test[task.metric]
+        if gain:
             if not _finite(t):
                 raise Divergence(f"test {task.metric} became {t} at epoch {epoch}")
             self.best_valid, self.best_loss = v, vl
@@ -417,35 +424,38 @@ def train_pack(task: Task, settings: TrainSettings, next_job: Callable[[], Trial
 def _fused_step(fused_pack: packed.FusedPack, step: list[tuple[_Run, Batch]]) -> list[_Run]:
     """One update of every trial in `step` on the fused kernels; returns those that diverged.
 
-    Each trial's loss is computed on its own logits: in C++ where the task has a kernel
-    loss, else the task's own (Python) loss with one autograd pass for all the trials.
+    Each trial's loss is computed on its own logits: in C++, within one call for the whole
+    step, where the task has a kernel loss; else the task's own (Python) loss between the
+    forward and the backward call, with one autograd pass for all the trials.
     """
     runs = [r for r, _ in step]
     xs = [r.noisy(b) for r, b in step]
     lengths = [packed.lengths_of(b) for _, b in step]
-    with torch.no_grad():
-        logits, saved = fused_pack.forward(xs, lengths, [r.params for r in runs],
-                                           [r.kind for r in runs])
+    params, buffers = [r.params for r in runs], [r.buffers for r in runs]
+    lrs, momenta, kinds = [r.lr for r in runs], [r.momentum for r in runs], [r.kind for r in runs]
     if fused_pack.kernel_loss is not None:
-        values, grads = fused_pack.loss(logits, [b.targets for _, b in step], lengths)
-    else:
-        values, grads = _python_losses(step, logits)
-    keep, diverged = [], []
-    for k, run in enumerate(runs):
-        try:
-            run.record_loss(values[k])
-        except Divergence as e:
-            run.fail(e)
-            diverged.append(run)
-            continue
-        keep.append(k)
+        with torch.no_grad():
+            values = fused_pack.train_step(xs, lengths, [b.targets for _, b in step], params,
+                                           buffers, lrs, momenta, kinds)
+        return [run for run, value in zip(runs, values, strict=True) if not _recorded(run, value)]
     with torch.no_grad():
-        fused_pack.backward_step([grads[k] for k in keep], [lengths[k] for k in keep],
-                                 [saved[k] for k in keep], [runs[k].params for k in keep],
-                                 [runs[k].buffers for k in keep], [runs[k].lr for k in keep],
-                                 [runs[k].momentum for k in keep],
-                                 [runs[k].kind for k in keep])
-    return diverged
+        logits, saved = fused_pack.forward(xs, lengths, params, kinds)
+    values, grads = _python_losses(step, logits)
+    keep = [k for k, run in enumerate(runs) if _recorded(run, values[k])]
+    with torch.no_grad():
+        fused_pack.backward_step(*([seq[k] for k in keep] for seq in (
+            grads, lengths, saved, params, buffers, lrs, momenta, kinds)))
+    return [run for k, run in enumerate(runs) if k not in keep]
+
+
+def _recorded(run: _Run, value: float) -> bool:
+    """Record a trial's step loss; False (the trial failed) when it is not finite."""
+    try:
+        run.record_loss(value)
+    except Divergence as e:
+        run.fail(e)
+        return False
+    return True
 
 
 def _python_losses(step: list[tuple[_Run, Batch]], logits: list[torch.Tensor]

@@ -64,22 +64,30 @@ def test_fused_step_equals_autograd_and_torch_optim(toy, variant, bidirectional)
     opt = torch.optim.SGD(twin.parameters(), lr=lr, momentum=momentum, nesterov=True)
     params = packed.slot_tensors(net)
     buffers = [torch.zeros_like(t) for t in params]
+    one_call = copy.deepcopy(net)  # trained by pack_train_step: the same numbers, bitwise
+    params1 = packed.slot_tensors(one_call)
+    buffers1 = [torch.zeros_like(t) for t in params1]
     pack = packed.FusedPack(2 if bidirectional else 1, packed.kernel_loss(toy))
     for step, lengths in enumerate(([7, 3, 5], [4, 6, 2])):
         batch = _batch(step, lengths, 4, 3, torch.float64)
+        (loss1,) = pack.train_step([batch.x], [packed.lengths_of(batch)], [batch.targets],
+                                   [params1], [buffers1], [lr], [momentum], [packed.kind(net)])
         (logits,), saved = pack.forward([batch.x], [packed.lengths_of(batch)], [params],
                                         [packed.kind(net)])
         reference = twin(batch.x, batch.lengths)
         torch.testing.assert_close(logits, reference.detach(), rtol=0, atol=1e-12)
-        _, (grad,) = pack.loss([logits], [batch.targets], [packed.lengths_of(batch)])
+        (loss,), (grad,) = pack.loss([logits], [batch.targets], [packed.lengths_of(batch)])
+        assert loss == loss1
         with torch.no_grad():
             pack.backward_step([grad], [packed.lengths_of(batch)], saved, [params], [buffers],
                                [lr], [momentum], [packed.kind(net)])
         opt.zero_grad()
         toy.sequence_loss(reference, batch).backward()
         opt.step()
-        for (name, p), q in zip(net.named_parameters(), twin.parameters(), strict=True):
+        for (name, p), q, r in zip(net.named_parameters(), twin.parameters(),
+                                   one_call.parameters(), strict=True):
             torch.testing.assert_close(p, q, rtol=0, atol=1e-10, msg=f"{name} step {step}")
+            assert torch.equal(p, r), f"{name} step {step}: pack_train_step"
 
 
 def test_plain_sgd_without_momentum(toy):
@@ -228,6 +236,12 @@ def test_the_test_split_is_scored_only_at_validation_gains(toy):
         else:
             assert entry["test"] is None
     assert r.test_metric == r.curve[r.best_epoch - 1]["test"]
+    full = train(toy, "V", Hyperparameters(6, 0.5, 0.9, 0.0),
+                 settings(max_epochs=6, patience=6, test_every_epoch=True), seed=4)
+    assert all(entry["test"] is not None for entry in full.curve)
+    assert [e["valid"] for e in full.curve] == [e["valid"] for e in r.curve]
+    assert (full.test_metric, full.best_epoch) == (r.test_metric, r.best_epoch)
+    assert len(r.curve) == 6 and any(e["test"] is None for e in r.curve)
 
 
 def test_bad_capacity_is_refused(toy):

@@ -1118,8 +1118,36 @@ void check_pack(const std::vector<at::Tensor>& xs, const std::vector<at::Tensor>
   }
 }
 
-// Forward of every trial: per trial {logits (T, B, O), layer output (T, B, D*H), then per
-// direction its input and the cell's saved tensors (kSavedPerDir, empty-padded)}.
+// One trial's forward: {logits (T, B, O), layer output (T, B, D*H), then per direction its
+// input and the cell's saved tensors (kSavedPerDir, empty-padded)}. p: its parameters.
+std::vector<at::Tensor> trial_forward(const at::Tensor& x_in, const at::Tensor& lengths,
+                                      const at::Tensor* p, int64_t kind, int64_t D,
+                                      int64_t mode) {
+  const at::Tensor x = x_in.contiguous();
+  const int64_t* len = lengths_ptr(lengths, x.size(1));
+  std::vector<at::Tensor> saved, ys;
+  for (int64_t d = 0; d < D; ++d) {
+    const at::Tensor xd = d == 0 ? x : reverse_within(x, len);
+    std::vector<at::Tensor> s = cell_forward(kind, xd, p + d * kSlots, mode);
+    ys.push_back(d == 0 ? s[0] : reverse_within(s[0], len));
+    saved.push_back(xd);
+    for (int64_t j = 0; j < kSavedPerDir - 1; ++j) {
+      saved.push_back(j < int64_t(s.size()) ? s[j] : at::empty({0}, x.options()));
+    }
+  }
+  at::Tensor y = D == 1 ? ys[0].clone() : at::cat(ys, 2);
+  zero_padding(y, len);
+  const int64_t T = y.size(0), B = y.size(1);
+  const at::Tensor& w = p[kSlots * D];
+  const at::Tensor& bias = p[kSlots * D + 1];
+  at::Tensor logits = matmul(y.view({T * B, y.size(2)}), w.t(), bias, mode == 0)
+                          .view({T, B, w.size(0)});
+  std::vector<at::Tensor> out{logits, y};
+  out.insert(out.end(), saved.begin(), saved.end());
+  return out;
+}
+
+// Forward of every trial: trial_forward's tensors, trial after trial.
 std::vector<at::Tensor> pack_forward(const std::vector<at::Tensor>& xs,
                                      const std::vector<at::Tensor>& lengths,
                                      const std::vector<at::Tensor>& params,
@@ -1130,29 +1158,9 @@ std::vector<at::Tensor> pack_forward(const std::vector<at::Tensor>& xs,
   std::vector<at::Tensor> out;
   out.reserve(K * saved_per_trial(D));
   for (int64_t k = 0; k < K; ++k) {
-    const at::Tensor* p = params.data() + k * P;
-    const at::Tensor x = xs[k].contiguous();
-    const int64_t* len = lengths_ptr(lengths[k], x.size(1));
-    std::vector<at::Tensor> saved, ys;
-    for (int64_t d = 0; d < D; ++d) {
-      const at::Tensor xd = d == 0 ? x : reverse_within(x, len);
-      std::vector<at::Tensor> s = cell_forward(kinds[k], xd, p + d * kSlots, mode);
-      ys.push_back(d == 0 ? s[0] : reverse_within(s[0], len));
-      saved.push_back(xd);
-      for (int64_t j = 0; j < kSavedPerDir - 1; ++j) {
-        saved.push_back(j < int64_t(s.size()) ? s[j] : at::empty({0}, x.options()));
-      }
+    for (auto& t : trial_forward(xs[k], lengths[k], params.data() + k * P, kinds[k], D, mode)) {
+      out.push_back(t);
     }
-    at::Tensor y = D == 1 ? ys[0].clone() : at::cat(ys, 2);
-    zero_padding(y, len);
-    const int64_t T = y.size(0), B = y.size(1);
-    const at::Tensor& w = p[kSlots * D];
-    const at::Tensor& bias = p[kSlots * D + 1];
-    at::Tensor logits = matmul(y.view({T * B, y.size(2)}), w.t(), bias, mode == 0)
-                            .view({T, B, w.size(0)});
-    out.push_back(logits);
-    out.push_back(y);
-    for (auto& t : saved) out.push_back(t);
   }
   return out;
 }
@@ -1185,8 +1193,49 @@ void apply_sgd(at::Tensor& param, const at::Tensor& grad, at::Tensor& buf, doubl
   });
 }
 
-// Backward of every trial from dL/dlogits, then its SGD step (parameters and momentum
-// buffers updated in place). saved: pack_forward's output.
+// One trial's backward from dL/dlogits, then its SGD step (parameters p and momentum
+// buffers buf updated in place). s: its trial_forward tensors.
+void trial_backward_step(const at::Tensor& dlogits, const at::Tensor& lengths,
+                         const at::Tensor* s, at::Tensor* p, at::Tensor* buf, double lr,
+                         double momentum, int64_t kind, int64_t D, int64_t mode) {
+  const at::Tensor& y = s[1];
+  const int64_t T = y.size(0), B = y.size(1), DH = y.size(2), H = DH / D;
+  const int64_t* len = lengths_ptr(lengths, B);
+  const at::Tensor dl = dlogits.contiguous().view({T * B, -1});
+  const int64_t O = dl.size(1);
+  const bool fast = mode == 0;
+  const at::Tensor none;
+  // head: dW = dl^T y, db = column sums of dl (in step order), dy = dl W
+  at::Tensor dw_head = matmul(dl.t(), y.view({T * B, DH}), none, fast);
+  at::Tensor db_head = at::zeros({O}, dl.options());
+  AT_DISPATCH_FLOATING_TYPES(dl.scalar_type(), "odyssey_pack_head_bias", [&] {
+    scalar_t* acc = db_head.data_ptr<scalar_t>();
+    const scalar_t* src = dl.data_ptr<scalar_t>();
+    for (int64_t r = 0; r < T * B; ++r) {
+      for (int64_t o = 0; o < O; ++o) acc[o] += src[r * O + o];
+    }
+  });
+  at::Tensor dy = matmul(dl, p[kSlots * D], none, fast).view({T, B, DH});
+  zero_padding(dy, len);  // the layer's padded outputs are constant zeros
+  std::vector<std::vector<at::Tensor>> grads;
+  for (int64_t d = 0; d < D; ++d) {
+    at::Tensor dyd = D == 1 ? dy : dy.narrow(2, d * H, H).contiguous();
+    if (d == 1) dyd = reverse_within(dyd, len);
+    grads.push_back(cell_backward(kind, dyd, s + 2 + d * kSavedPerDir, p + d * kSlots, mode));
+  }
+  for (int64_t d = 0; d < D; ++d) {
+    for (int64_t j = 0; j < int64_t(grads[d].size()); ++j) {
+      at::Tensor& param = p[d * kSlots + j];
+      if (param.defined() && param.numel() > 0) {
+        apply_sgd(param, grads[d][j], buf[d * kSlots + j], lr, momentum);
+      }
+    }
+  }
+  apply_sgd(p[kSlots * D], dw_head, buf[kSlots * D], lr, momentum);
+  apply_sgd(p[kSlots * D + 1], db_head, buf[kSlots * D + 1], lr, momentum);
+}
+
+// trial_backward_step of every trial; saved: pack_forward's output.
 void pack_backward_step(const std::vector<at::Tensor>& dlogits,
                         const std::vector<at::Tensor>& lengths,
                         const std::vector<at::Tensor>& saved, std::vector<at::Tensor> params,
@@ -1200,45 +1249,8 @@ void pack_backward_step(const std::vector<at::Tensor>& dlogits,
                   int64_t(momenta.size()) == K,
               "odyssey_pack: backward got lists of mismatched lengths");
   for (int64_t k = 0; k < K; ++k) {
-    at::Tensor* p = params.data() + k * P;
-    at::Tensor* buf = bufs.data() + k * P;
-    const at::Tensor* s = saved.data() + k * S;
-    const at::Tensor& y = s[1];
-    const int64_t T = y.size(0), B = y.size(1), DH = y.size(2), H = DH / D;
-    const int64_t* len = lengths_ptr(lengths[k], B);
-    const at::Tensor dl = dlogits[k].contiguous().view({T * B, -1});
-    const int64_t O = dl.size(1);
-    const bool fast = mode == 0;
-    const at::Tensor none;
-    // head: dW = dl^T y, db = column sums of dl (in step order), dy = dl W
-    at::Tensor dw_head = matmul(dl.t(), y.view({T * B, DH}), none, fast);
-    at::Tensor db_head = at::zeros({O}, dl.options());
-    AT_DISPATCH_FLOATING_TYPES(dl.scalar_type(), "odyssey_pack_head_bias", [&] {
-      scalar_t* acc = db_head.data_ptr<scalar_t>();
-      const scalar_t* src = dl.data_ptr<scalar_t>();
-      for (int64_t r = 0; r < T * B; ++r) {
-        for (int64_t o = 0; o < O; ++o) acc[o] += src[r * O + o];
-      }
-    });
-    at::Tensor dy = matmul(dl, p[kSlots * D], none, fast).view({T, B, DH});
-    zero_padding(dy, len);  // the layer's padded outputs are constant zeros
-    std::vector<std::vector<at::Tensor>> grads;
-    for (int64_t d = 0; d < D; ++d) {
-      at::Tensor dyd = D == 1 ? dy : dy.narrow(2, d * H, H).contiguous();
-      if (d == 1) dyd = reverse_within(dyd, len);
-      grads.push_back(cell_backward(kinds[k], dyd, s + 2 + d * kSavedPerDir, p + d * kSlots,
-                                    mode));
-    }
-    for (int64_t d = 0; d < D; ++d) {
-      for (int64_t j = 0; j < int64_t(grads[d].size()); ++j) {
-        at::Tensor& param = p[d * kSlots + j];
-        if (param.defined() && param.numel() > 0) {
-          apply_sgd(param, grads[d][j], buf[d * kSlots + j], lrs[k], momenta[k]);
-        }
-      }
-    }
-    apply_sgd(p[kSlots * D], dw_head, buf[kSlots * D], lrs[k], momenta[k]);
-    apply_sgd(p[kSlots * D + 1], db_head, buf[kSlots * D + 1], lrs[k], momenta[k]);
+    trial_backward_step(dlogits[k], lengths[k], saved.data() + k * S, params.data() + k * P,
+                        bufs.data() + k * P, lrs[k], momenta[k], kinds[k], D, mode);
   }
 }
 
@@ -1313,66 +1325,107 @@ double ce_frame(const T* __restrict z, int64_t target, T* __restrict g, int64_t 
   return double(top) + std::log(total) - double(z[target]);
 }
 
-// Per trial k: logits[k] (T, B, O); targets[k] (T, B, O) floats for kBCE, (T, B) int64 for
-// kCE. Returns {losses (K, float64), dL/dlogits of each trial (T, B, O)}.
+// One trial's loss and dL/dlogits. logits (T, B, O); targets (T, B, O) floats for kBCE,
+// (T, B) int64 for kCE.
+std::pair<double, at::Tensor> trial_loss(const at::Tensor& logits, const at::Tensor& targets,
+                                         const at::Tensor& lengths, int64_t kind,
+                                         int64_t ignore_index, bool per_step) {
+  TORCH_CHECK(kind == kBCE || kind == kCE, "odyssey_pack: unknown loss kind ", kind);
+  const at::Tensor z = logits.contiguous();
+  TORCH_CHECK(z.dim() == 3, "odyssey_pack: logits must be (T, B, O)");
+  const int64_t T = z.size(0), B = z.size(1), O = z.size(2);
+  const int64_t* len = lengths_ptr(lengths, B);
+  const at::Tensor y = targets.contiguous();
+  if (kind == kBCE) {
+    TORCH_CHECK(y.sizes() == z.sizes() && y.scalar_type() == z.scalar_type(),
+                "odyssey_pack: BCE targets must have the logits' shape and dtype");
+  } else {
+    TORCH_CHECK(y.dim() == 2 && y.size(0) == T && y.size(1) == B &&
+                    y.scalar_type() == at::kLong,
+                "odyssey_pack: cross-entropy targets must be (T, B) int64");
+  }
+  at::Tensor g = at::zeros_like(z);
+  double total = 0, loss = 0;
+  int64_t frames = 0;
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "odyssey_pack_loss", [&] {
+    std::vector<scalar_t> term(O);
+    const scalar_t* pz = z.data_ptr<scalar_t>();
+    scalar_t* pg = g.data_ptr<scalar_t>();
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t b = 0; b < B; ++b) {
+        if (t >= len[b]) continue;
+        const int64_t r = (t * B + b) * O;
+        if (kind == kBCE) {
+          total += bce_frame(pz + r, y.data_ptr<scalar_t>() + r, pg + r, term.data(), O);
+        } else {
+          const int64_t target = y.data_ptr<int64_t>()[t * B + b];
+          if (target == ignore_index) continue;
+          TORCH_CHECK(target >= 0 && target < O, "odyssey_pack: target ", target,
+                      " out of range for ", O, " classes");
+          total += ce_frame(pz + r, target, pg + r, O);
+        }
+        ++frames;
+      }
+    }
+    const scalar_t scale = per_step ? scalar_t(1) / scalar_t(std::max<int64_t>(frames, 1))
+                                    : scalar_t(1) / scalar_t(B);
+    for (int64_t i = 0; i < g.numel(); ++i) pg[i] *= scale;
+    // summed in double, reported in the logits' precision: a float32 loss beyond float's
+    // range is inf (a diverged trial), as the task's own float32 sum would be
+    loss = double(scalar_t(total * double(scale)));
+  });
+  return {loss, g};
+}
+
+// Every trial's loss: {losses (K, float64), then each trial's dL/dlogits}.
 std::vector<at::Tensor> pack_loss(const std::vector<at::Tensor>& logits,
                                   const std::vector<at::Tensor>& targets,
                                   const std::vector<at::Tensor>& lengths, int64_t kind,
                                   int64_t ignore_index, bool per_step) {
   const int64_t K = logits.size();
-  TORCH_CHECK(kind == kBCE || kind == kCE, "odyssey_pack: unknown loss kind ", kind);
   TORCH_CHECK(int64_t(targets.size()) == K && int64_t(lengths.size()) == K,
               "odyssey_pack: expected ", K, " targets and lengths, got ", targets.size(),
               " and ", lengths.size());
   at::Tensor losses = at::empty({K}, at::kDouble);
   std::vector<at::Tensor> out{losses};
   for (int64_t k = 0; k < K; ++k) {
-    const at::Tensor z = logits[k].contiguous();
-    TORCH_CHECK(z.dim() == 3, "odyssey_pack: logits must be (T, B, O)");
-    const int64_t T = z.size(0), B = z.size(1), O = z.size(2);
-    const int64_t* len = lengths_ptr(lengths[k], B);
-    const at::Tensor y = targets[k].contiguous();
-    if (kind == kBCE) {
-      TORCH_CHECK(y.sizes() == z.sizes() && y.scalar_type() == z.scalar_type(),
-                  "odyssey_pack: BCE targets must have the logits' shape and dtype");
-    } else {
-      TORCH_CHECK(y.dim() == 2 && y.size(0) == T && y.size(1) == B &&
-                      y.scalar_type() == at::kLong,
-                  "odyssey_pack: cross-entropy targets must be (T, B) int64");
-    }
-    at::Tensor g = at::zeros_like(z);
-    double total = 0;
-    int64_t frames = 0;
-    AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "odyssey_pack_loss", [&] {
-      std::vector<scalar_t> term(O);
-      const scalar_t* pz = z.data_ptr<scalar_t>();
-      scalar_t* pg = g.data_ptr<scalar_t>();
-      for (int64_t t = 0; t < T; ++t) {
-        for (int64_t b = 0; b < B; ++b) {
-          if (t >= len[b]) continue;
-          const int64_t r = (t * B + b) * O;
-          if (kind == kBCE) {
-            total += bce_frame(pz + r, y.data_ptr<scalar_t>() + r, pg + r, term.data(), O);
-          } else {
-            const int64_t target = y.data_ptr<int64_t>()[t * B + b];
-            if (target == ignore_index) continue;
-            TORCH_CHECK(target >= 0 && target < O, "odyssey_pack: target ", target,
-                        " out of range for ", O, " classes");
-            total += ce_frame(pz + r, target, pg + r, O);
-          }
-          ++frames;
-        }
-      }
-      const scalar_t scale = per_step ? scalar_t(1) / scalar_t(std::max<int64_t>(frames, 1))
-                                      : scalar_t(1) / scalar_t(B);
-      for (int64_t i = 0; i < g.numel(); ++i) pg[i] *= scale;
-      // summed in double, reported in the logits' precision: a float32 loss beyond float's
-      // range is inf (a diverged trial), as the task's own float32 sum would be
-      losses.data_ptr<double>()[k] = double(scalar_t(total * double(scale)));
-    });
+    auto [loss, g] = trial_loss(logits[k], targets[k], lengths[k], kind, ignore_index, per_step);
+    losses.data_ptr<double>()[k] = loss;
     out.push_back(g);
   }
   return out;
+}
+
+// A whole training step of every trial whose task has a kernel loss, in one call: forward,
+// loss, backward and SGD step of one trial, then the next -- so a trial's activations are
+// still in cache for its backward pass, and Python runs once per pack step. Same arithmetic
+// as pack_forward + pack_loss + pack_backward_step. A trial whose loss is not finite (it
+// diverged) is not updated. Returns the losses (K, float64).
+at::Tensor pack_train_step(const std::vector<at::Tensor>& xs,
+                           const std::vector<at::Tensor>& lengths,
+                           const std::vector<at::Tensor>& targets,
+                           std::vector<at::Tensor> params, std::vector<at::Tensor> bufs,
+                           const std::vector<double>& lrs, const std::vector<double>& momenta,
+                           const std::vector<int64_t>& kinds, int64_t D, int64_t mode,
+                           int64_t loss_kind, int64_t ignore_index, bool per_step) {
+  check_pack(xs, lengths, params, kinds, D);
+  const int64_t K = kinds.size(), P = params_per_trial(D);
+  TORCH_CHECK(int64_t(targets.size()) == K && int64_t(bufs.size()) == K * P &&
+                  int64_t(lrs.size()) == K && int64_t(momenta.size()) == K,
+              "odyssey_pack: train step got lists of mismatched lengths");
+  at::Tensor losses = at::empty({K}, at::kDouble);
+  for (int64_t k = 0; k < K; ++k) {
+    at::Tensor* p = params.data() + k * P;
+    const std::vector<at::Tensor> saved = trial_forward(xs[k], lengths[k], p, kinds[k], D, mode);
+    auto [loss, g] = trial_loss(saved[0], targets[k], lengths[k], loss_kind, ignore_index,
+                                per_step);
+    losses.data_ptr<double>()[k] = loss;
+    if (std::isfinite(loss)) {
+      trial_backward_step(g, lengths[k], saved.data(), p, bufs.data() + k * P, lrs[k],
+                          momenta[k], kinds[k], D, mode);
+    }
+  }
+  return losses;
 }
 
 // The registered backward ops (always computing the input gradient).
@@ -1423,7 +1476,12 @@ TORCH_LIBRARY(odyssey_lstm, m) {
   m.def("pack_loss(Tensor[] logits, Tensor[] targets, Tensor[] lengths, int kind,"
         " int ignore_index, bool per_step) -> Tensor[]");
   m.impl("pack_forward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(pack_forward));
+  m.def("pack_train_step(Tensor[] xs, Tensor[] lengths, Tensor[] targets, Tensor(a!)[] params,"
+        " Tensor(b!)[] buffers, float[] lrs, float[] momenta, int[] kinds, int directions,"
+        " int mode, int loss, int ignore_index, bool per_step) -> Tensor");
   m.impl("pack_loss", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(pack_loss));
+  m.impl("pack_train_step", c10::DispatchKey::CompositeExplicitAutograd,
+         TORCH_FN(pack_train_step));
   m.impl("pack_backward_step", c10::DispatchKey::CompositeExplicitAutograd,
          TORCH_FN(pack_backward_step));
   m.impl("gru_forward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(gru_forward));
