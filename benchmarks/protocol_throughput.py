@@ -14,7 +14,8 @@ ways in one run, one thread:
 - one at a time, fused: each trial alone on the fused kernels (`parallel_trials=1`);
 - packed: `parallel_trials` trials at once on the fused kernels.
 
-It prints CPU-seconds per trial-epoch and trials per hour (at 40 epochs per trial, the
+Each way is timed `--rounds` times, the ways interleaved; it prints the median
+CPU-seconds per trial-epoch and trials per hour (at 40 epochs per trial, the
 middle of DESIGN §6's 20-60) for each, their ratios, and the largest difference between a
 trial's packed result and its result alone with the same arithmetic (fused, one at a time).
 The last line compares packed training with one at a time as before packing. Writes
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -99,6 +101,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="epochs per trial (the cap)")
     parser.add_argument("--pack", type=int, default=8, help="parallel_trials of the packed run")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="each way timed this many times, interleaved; medians reported")
     parser.add_argument("--out", default=None,
                         help="default results/bench/protocol_throughput_<task>.json")
     add_force_flag(parser)
@@ -113,33 +117,39 @@ def main() -> None:
           f"hidden sizes {min(j.hp.hidden_size for j in jobs)}-"
           f"{max(j.hp.hidden_size for j in jobs)}), {args.epochs} epochs each, one thread; "
           f"load average {before:.2f}", flush=True)
-    runs = {}
     before_packing = TrainSettings(**base, fused=False, test_every_epoch=True,
                                    eval_batch_size=64)
-    for name, settings, capacity in (
-            ("one at a time, before packing", before_packing, 1),
-            ("one at a time, autograd", TrainSettings(**base, fused=False), 1),
-            ("one at a time, fused", TrainSettings(**base), 1),
-            (f"packed ({args.pack})", TrainSettings(**base), args.pack)):
-        cpu, results = run(task, jobs, settings, capacity)
-        runs[name] = (cpu, results)
-        per_epoch = cpu / epochs
-        print(f"{name:>30}: {per_epoch * 1e3:7.1f} ms CPU per trial-epoch, "
+    modes = (("one at a time, before packing", before_packing, 1),
+             ("one at a time, autograd", TrainSettings(**base, fused=False), 1),
+             ("one at a time, fused", TrainSettings(**base), 1),
+             (f"packed ({args.pack})", TrainSettings(**base), args.pack))
+    cpus: dict[str, list[float]] = {name: [] for name, _, _ in modes}
+    results: dict[str, dict[str, TrainResult]] = {}
+    for r in range(args.rounds):  # the modes interleaved, so that drift hits them alike
+        for name, settings, capacity in modes:
+            cpu, results[name] = run(task, jobs, settings, capacity)
+            cpus[name].append(cpu)
+            print(f"round {r + 1}/{args.rounds} {name:>30}: {1e3 * cpu / epochs:7.1f} ms CPU "
+                  f"per trial-epoch", flush=True)
+    cpu = {name: statistics.median(values) for name, values in cpus.items()}
+    for name in cpus:
+        per_epoch = cpu[name] / epochs
+        print(f"{name:>30}: {per_epoch * 1e3:7.1f} ms CPU per trial-epoch (median), "
               f"{3600 / (per_epoch * EPOCHS_PER_TRIAL):7.1f} trials per hour per core "
               f"({EPOCHS_PER_TRIAL}-epoch trials)", flush=True)
-    names = list(runs)
-    as_before, alone, fused_alone, packed = (runs[n] for n in names)
-    diff_alone, apart_alone = differences(packed[1], alone[1])
-    diff_fused, apart_fused = differences(packed[1], fused_alone[1])
+    names = list(cpus)
+    as_before, alone, fused_alone, packed = (cpu[n] for n in names)
+    diff_alone, apart_alone = differences(results[names[3]], results[names[1]])
+    diff_fused, apart_fused = differences(results[names[3]], results[names[2]])
     if apart_fused:
         diff_fused = math.inf
-    ratio = as_before[0] / packed[0]
+    ratio = as_before / packed
     record = {"task": args.task, "trials": len(jobs), "epochs": args.epochs, "pack": args.pack,
-              "cpu_seconds": {n: runs[n][0] for n in names},
-              "ms_per_trial_epoch": {n: 1e3 * runs[n][0] / epochs for n in names},
+              "rounds": args.rounds, "cpu_seconds": cpus,
+              "ms_per_trial_epoch": {n: 1e3 * cpu[n] / epochs for n in names},
               "packed_vs_one_at_a_time": ratio,
-              "packed_vs_autograd_alone": alone[0] / packed[0],
-              "packed_vs_fused_alone": fused_alone[0] / packed[0],
+              "packed_vs_autograd_alone": alone / packed,
+              "packed_vs_fused_alone": fused_alone / packed,
               "max_metric_difference_vs_autograd": diff_alone,
               "trials_apart_from_autograd": apart_alone,
               "max_metric_difference_vs_fused_alone": diff_fused,
@@ -147,9 +157,9 @@ def main() -> None:
     out = Path(args.out or f"results/bench/protocol_throughput_{args.task}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"packed vs fused one-at-a-time: {fused_alone[0] / packed[0]:.2f}x trials per hour")
+    print(f"packed vs fused one-at-a-time: {fused_alone / packed:.2f}x trials per hour")
     print(f"packed vs autograd one-at-a-time (with the cheaper evaluation): "
-          f"{alone[0] / packed[0]:.2f}x trials per hour")
+          f"{alone / packed:.2f}x trials per hour")
     print(f"packed vs autograd one-at-a-time (other arithmetic, rounding differences grow in "
           f"chaotic high-learning-rate trials): max metric difference {diff_alone:.3g} over "
           f"{len(jobs) - apart_alone} trials, {apart_alone} with other epochs or best epoch")

@@ -1135,9 +1135,11 @@ std::vector<at::Tensor> trial_forward(const at::Tensor& x_in, const at::Tensor& 
       saved.push_back(j < int64_t(s.size()) ? s[j] : at::empty({0}, x.options()));
     }
   }
-  at::Tensor y = D == 1 ? ys[0].clone() : at::cat(ys, 2);
+  const int64_t T = x.size(0), B = x.size(1);
+  const bool padded = std::any_of(len, len + B, [T](int64_t l) { return l < T; });
+  // the cell's own output when there is nothing to zero (its backward reads it unchanged)
+  at::Tensor y = D == 2 ? at::cat(ys, 2) : padded ? ys[0].clone() : ys[0];
   zero_padding(y, len);
-  const int64_t T = y.size(0), B = y.size(1);
   const at::Tensor& w = p[kSlots * D];
   const at::Tensor& bias = p[kSlots * D + 1];
   at::Tensor logits = matmul(y.view({T * B, y.size(2)}), w.t(), bias, mode == 0)
