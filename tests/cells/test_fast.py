@@ -253,23 +253,26 @@ def test_float32_gemm_tiles_against_float64(variant, B, H):
 
 @needs_ext
 @pytest.mark.parametrize("variant, batch, hidden", [("V", 16, 200), ("NIAF", 16, 200),
-                                                    ("FGR", 64, 47), ("CIFG", 64, 47)])
+                                                    ("FGR", 64, 47), ("CIFG", 64, 47),
+                                                    ("NOAF", 32, 100)])
 def test_results_do_not_depend_on_the_thread_count(variant, batch, hidden):
-    """The float gemm splits large products over torch's threads by columns, and the gate
-    pass of large steps splits its units; every element is the same arithmetic, so outputs
-    and gradients are bitwise equal with 1 and 2 threads."""
+    """The float gemm splits large products over torch's threads by columns, and the time
+    loop of large steps splits its units over the threads (products and gate pass); every
+    element is the same arithmetic, so outputs and gradients are bitwise equal with 1, 2 and
+    3 threads (3: ranges that are not halves, more threads than this machine's cores)."""
     torch.manual_seed(0)
     layer = build_layer(variant, 88, hidden, impl="cpp")
     x = torch.randn(20, batch, 88)
     before = torch.get_num_threads()
     runs = []
     try:
-        for threads in (1, 2):
+        for threads in (1, 2, 3):
             torch.set_num_threads(threads)
             y, dx, g = _run(layer, x, None, torch.ones(20, batch, hidden))
             runs.append((y, dx, *(v.clone() for v in g.values())))
             layer.zero_grad(set_to_none=True)
     finally:
         torch.set_num_threads(before)
-    for a, b in zip(*runs, strict=True):
-        assert torch.equal(a, b)
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other, strict=True):
+            assert torch.equal(a, b)

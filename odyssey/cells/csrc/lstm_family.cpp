@@ -18,6 +18,9 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -438,20 +441,41 @@ void step_backward(int64_t B, int64_t H, int64_t h0, int64_t h1, const T* acts_t
   }
 }
 
-// A step's gate pass over units [0, H): split into 16-unit-aligned ranges over torch's
-// threads when the step is large enough to repay a fork-join (issue 14: with two threads
-// the B=16, H=200 steps lost to oneDNN on the serial gate pass). Units are independent
-// (the peephole gradients accumulate per unit), so the split changes no number.
+// The time loop of a recurrence, forward (t = 0 .. T-1) or backward: body(t, h0, h1) runs
+// step t for units [h0, h1) -- its share of the recurrent products' columns, then its gate
+// pass. With `split` (float steps of at least 2,048 units B x H on the hand gemm) and two or
+// more torch threads, the threads run the whole loop in one parallel region, each on its own
+// 16-unit-aligned units, with one barrier per step (the next step's products read every
+// unit). Issue 14: splitting the product and the gate pass in separate fork-joins cost two
+// fork-joins per step, and at B=16, H=200 on two threads that overhead lost to oneDNN's
+// LSTM. Units are independent (peephole gradients accumulate per unit) and every product
+// element is the same FMA chain whatever its column range, so the split changes no number.
 template <typename Fn>
-void over_units(int64_t B, int64_t H, Fn&& fn) {
+void time_loop(int64_t T, int64_t B, int64_t H, bool reverse, bool split, Fn&& body) {
   constexpr int64_t kMinWork = 2048;  // B * H below this: one thread
-  if (B * H < kMinWork || at::get_num_threads() < 2 || at::in_parallel_region()) {
-    return fn(int64_t(0), H);
-  }
   const int64_t blocks = (H + 15) / 16;
-  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
-    fn(16 * b0, std::min(H, 16 * b1));
-  });
+  int64_t threads = 1;
+#ifdef _OPENMP
+  if (split && B * H >= kMinWork && !at::in_parallel_region()) {
+    threads = std::min<int64_t>(at::get_num_threads(), blocks);
+  }
+#endif
+  if (threads < 2) {
+    for (int64_t s = 0; s < T; ++s) body(reverse ? T - 1 - s : s, int64_t(0), H);
+    return;
+  }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(int(threads))
+  {
+    const int64_t id = omp_get_thread_num(), n = omp_get_num_threads();
+    const int64_t h0 = std::min(H, 16 * (blocks * id / n));
+    const int64_t h1 = std::min(H, 16 * (blocks * (id + 1) / n));
+    for (int64_t s = 0; s < T; ++s) {
+      body(reverse ? T - 1 - s : s, h0, h1);
+#pragma omp barrier
+    }
+  }
+#endif
 }
 
 // The nine variants' flags, for the compile-time dispatch below.
@@ -532,6 +556,8 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& x_in, const at::Tensor& w
     w_gg = w_gg_in->contiguous();
   }
   const bool blas = mode == 0;
+  // several threads share the time loop only on the hand float gemm (time_loop)
+  const bool split = kOwnSgemm && blas && x.scalar_type() == at::kFloat;
   // all steps' input projections (plus bias) in one matrix product
   at::Tensor acts = matmul(x.view({T * B, I}), w_ih.t(), bias, blas).view({T, B, GH});
   at::Tensor c = at::empty({T, B, H}, x.options());
@@ -560,22 +586,34 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& x_in, const at::Tensor& w
       const scalar_t* pw_gg = fgr ? w_gg_tc.data_ptr<scalar_t>() : nullptr;
       dispatch_flags(flags, [&](auto fl) {
         constexpr int64_t Fl = decltype(fl)::value;
-        for (int64_t t = 0; t < T; ++t) {
+        time_loop(T, B, H, false, split, [&](int64_t t, int64_t h0, int64_t h1) {
           scalar_t* acts_t = pacts + t * B * GH;
           if (t > 0) {  // recurrent products: pre += y' W_hh^T (+ [i;f;o]' W_gg^T for FGR)
-            gemm<scalar_t>(blas, false, false, B, GH, H, py + (t - 1) * B * H, H, pw_hh, GH,
-                           true, acts_t, GH);
-            if constexpr (bool(Fl & FGR)) {
-              gemm<scalar_t>(blas, false, false, B, 3 * H, 3 * H, acts_t - B * GH + H, GH,
-                             pw_gg, 3 * H, true, acts_t + H, GH);
+            const scalar_t* yp = py + (t - 1) * B * H;
+            const scalar_t* gp = acts_t - B * GH + H;  // FGR: [i;f;o] of step t-1
+            if (h0 == 0 && h1 == H) {  // all units: one product over every gate's columns
+              gemm<scalar_t>(blas, false, false, B, GH, H, yp, H, pw_hh, GH, true, acts_t, GH);
+              if constexpr (bool(Fl & FGR)) {
+                gemm<scalar_t>(blas, false, false, B, 3 * H, 3 * H, gp, GH, pw_gg, 3 * H, true,
+                               acts_t + H, GH);
+              }
+            } else {  // units [h0, h1): their columns in each gate block
+              for (int64_t g = 0; g < G; ++g) {
+                gemm<scalar_t>(blas, false, false, B, h1 - h0, H, yp, H, pw_hh + g * H + h0,
+                               GH, true, acts_t + g * H + h0, GH);
+              }
+              if constexpr (bool(Fl & FGR)) {
+                for (int64_t g = 0; g < 3; ++g) {
+                  gemm<scalar_t>(blas, false, false, B, h1 - h0, 3 * H, gp, GH,
+                                 pw_gg + g * H + h0, 3 * H, true, acts_t + (1 + g) * H + h0, GH);
+                }
+              }
             }
           }
-          over_units(B, H, [&](int64_t h0, int64_t h1) {
-            step_forward<scalar_t, Fl>(B, H, h0, h1, acts_t,
-                                       t > 0 ? pc + (t - 1) * B * H : pz, pc + t * B * H,
-                                       phc + t * B * H, py + t * B * H, ppi, ppf, ppo);
-          });
-        }
+          step_forward<scalar_t, Fl>(B, H, h0, h1, acts_t, t > 0 ? pc + (t - 1) * B * H : pz,
+                                     pc + t * B * H, phc + t * B * H, py + t * B * H, ppi, ppf,
+                                     ppo);
+        });
       });
     });
     return {y, acts, c, hc};
@@ -665,6 +703,8 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& dy_in, const at::Tensor&
     at::Tensor dg = fgr ? at::zeros({B, 3 * H}, x.options()) : at::Tensor();
 
     const bool blas = mode == 0;
+    // several threads share the time loop only on the hand float gemm (time_loop)
+    const bool split = kOwnSgemm && blas && x.scalar_type() == at::kFloat;
     if (mode != 1 && x.device().is_cpu()) {
       AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "odyssey_lstm_backward", [&] {
         using acc_t = at::acc_type<scalar_t, false>;
@@ -695,28 +735,35 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& dy_in, const at::Tensor&
         const scalar_t* pw_gg = fgr ? w_gg.data_ptr<scalar_t>() : nullptr;
         dispatch_flags(flags, [&](auto fl) {
           constexpr int64_t Fl = decltype(fl)::value;
-          for (int64_t t = T - 1; t >= 0; --t) {
+          time_loop(T, B, H, true, split, [&](int64_t t, int64_t h0, int64_t h1) {
             if (t < T - 1) {  // dL/dy_t from step t+1: dpre_{t+1} W_hh (and FGR's W_gg)
               const scalar_t* dnext = pdpre + (t + 1) * B * GH;
-              gemm<scalar_t>(blas, false, false, B, H, GH, dnext, GH, pw_hh, H, false, pdh, H);
+              // units [h0, h1): their columns of dh (and of each of dg's three blocks)
+              gemm<scalar_t>(blas, false, false, B, h1 - h0, GH, dnext, GH, pw_hh + h0, H,
+                             false, pdh + h0, H);
               if constexpr (bool(Fl & FGR)) {
-                gemm<scalar_t>(blas, false, false, B, 3 * H, 3 * H, dnext + H, GH, pw_gg,
-                               3 * H, false, pdg, 3 * H);
+                if (h0 == 0 && h1 == H) {
+                  gemm<scalar_t>(blas, false, false, B, 3 * H, 3 * H, dnext + H, GH, pw_gg,
+                                 3 * H, false, pdg, 3 * H);
+                } else {
+                  for (int64_t g = 0; g < 3; ++g) {
+                    gemm<scalar_t>(blas, false, false, B, h1 - h0, 3 * H, dnext + H, GH,
+                                   pw_gg + g * H + h0, 3 * H, false, pdg + g * H + h0, 3 * H);
+                  }
+                }
               }
             }
-            over_units(B, H, [&](int64_t h0, int64_t h1) {
-              step_backward<scalar_t, Fl>(
-                  B, H, h0, h1, pacts + t * B * GH, t > 0 ? pc + (t - 1) * B * H : pz,
-                  pc + t * B * H, phc + t * B * H, pdy + t * B * H, pdh, pdc, pdg,
-                  pdpre + t * B * GH, ppi, ppf, ppo, pspi, pspf, pspo);
-            });
+            step_backward<scalar_t, Fl>(
+                B, H, h0, h1, pacts + t * B * GH, t > 0 ? pc + (t - 1) * B * H : pz,
+                pc + t * B * H, phc + t * B * H, pdy + t * B * H, pdh, pdc, pdg,
+                pdpre + t * B * GH, ppi, ppf, ppo, pspi, pspf, pspo);
             if (peep && (t % kFlush == 0)) {  // fold the step sums into acc_t totals
-              for (int64_t h = 0; h < H; ++h) {
+              for (int64_t h = h0; h < h1; ++h) {
                 papi[h] += pspi[h], papf[h] += pspf[h], papo[h] += pspo[h];
                 pspi[h] = pspf[h] = pspo[h] = scalar_t(0);
               }
             }
-          }
+          });
         });
         if (dpi.defined()) dpi.copy_(api);
         if (dpf.defined()) dpf.copy_(apf);
