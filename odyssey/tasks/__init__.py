@@ -14,10 +14,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .base import SPLITS, Batch, FramewiseTask, SequenceSet, Task
+from .base import SPLITS, Batch, FramewiseTask, KernelLoss, SequenceSet, Task
 
 __all__ = ["TaskType", "TaskRegistrationError", "register_task", "remove_task", "task_names",
-           "load_task", "Task", "FramewiseTask", "SequenceSet", "Batch", "SPLITS"]
+           "load_task", "Task", "FramewiseTask", "KernelLoss", "SequenceSet", "Batch", "SPLITS"]
 
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 BUILTIN = "odyssey"
