@@ -425,27 +425,35 @@ def _fused_step(fused_pack: packed.FusedPack, step: list[tuple[_Run, Batch]]) ->
     """One update of every trial in `step` on the fused kernels; returns those that diverged.
 
     Each trial's loss is computed on its own logits: in C++, within one call for the whole
-    step, where the task has a kernel loss; else the task's own (Python) loss between the
-    forward and the backward call, with one autograd pass for all the trials.
+    step, where the task has a kernel loss; else the task's own loss in Python, between the
+    trial's forward call and its backward-and-step call. Either way trial after trial, so
+    that each backward pass finds its trial's activations still in cache.
     """
     runs = [r for r, _ in step]
     xs = [r.noisy(b) for r, b in step]
     lengths = [packed.lengths_of(b) for _, b in step]
-    params, buffers = [r.params for r in runs], [r.buffers for r in runs]
-    lrs, momenta, kinds = [r.lr for r in runs], [r.momentum for r in runs], [r.kind for r in runs]
     if fused_pack.kernel_loss is not None:
         with torch.no_grad():
-            values = fused_pack.train_step(xs, lengths, [b.targets for _, b in step], params,
-                                           buffers, lrs, momenta, kinds)
+            values = fused_pack.train_step(
+                xs, lengths, [b.targets for _, b in step], [r.params for r in runs],
+                [r.buffers for r in runs], [r.lr for r in runs], [r.momentum for r in runs],
+                [r.kind for r in runs])
         return [run for run, value in zip(runs, values, strict=True) if not _recorded(run, value)]
-    with torch.no_grad():
-        logits, saved = fused_pack.forward(xs, lengths, params, kinds)
-    values, grads = _python_losses(step, logits)
-    keep = [k for k, run in enumerate(runs) if _recorded(run, values[k])]
-    with torch.no_grad():
-        fused_pack.backward_step(*([seq[k] for k in keep] for seq in (
-            grads, lengths, saved, params, buffers, lrs, momenta, kinds)))
-    return [run for k, run in enumerate(runs) if k not in keep]
+    diverged = []
+    for (run, batch), x, length in zip(step, xs, lengths, strict=True):
+        with torch.no_grad():
+            (logits,), (saved,) = fused_pack.forward([x], [length], [run.params], [run.kind])
+        out = logits.requires_grad_()
+        loss = run.objective(out, batch)
+        if not _recorded(run, float(loss.detach())):
+            diverged.append(run)
+            continue
+        (grad,) = torch.autograd.grad(loss, out, allow_unused=True)
+        with torch.no_grad():
+            fused_pack.backward_step([torch.zeros_like(out) if grad is None else grad], [length],
+                                     [saved], [run.params], [run.buffers], [run.lr],
+                                     [run.momentum], [run.kind])
+    return diverged
 
 
 def _recorded(run: _Run, value: float) -> bool:
@@ -456,25 +464,6 @@ def _recorded(run: _Run, value: float) -> bool:
         run.fail(e)
         return False
     return True
-
-
-def _python_losses(step: list[tuple[_Run, Batch]], logits: list[torch.Tensor]
-                   ) -> tuple[list[float], list[torch.Tensor]]:
-    """Each trial's loss (its task objective, in Python) and dL/dlogits, by one backward
-    pass for all of them (each gradient is that of its own loss). A non-finite loss gets a
-    zero gradient; its trial fails before its backward runs."""
-    outs = [out.requires_grad_() for out in logits]
-    losses = [run.objective(out, batch) for out, (run, batch) in zip(outs, step, strict=True)]
-    values = [float(loss.detach()) for loss in losses]
-    live = [k for k, v in enumerate(values) if math.isfinite(v)]
-    grads = [torch.zeros_like(o) for o in outs]
-    if live:
-        found = torch.autograd.grad([losses[k] for k in live], [outs[k] for k in live],
-                                    allow_unused=True)
-        for k, g in zip(live, found, strict=True):
-            if g is not None:
-                grads[k] = g
-    return values, grads
 
 
 def train(task: Task, variant: str, hp: Hyperparameters, settings: TrainSettings, seed: int,
