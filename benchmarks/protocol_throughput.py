@@ -27,8 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,6 +53,7 @@ from odyssey.training.trainer import (  # noqa: E402
 )
 
 EPOCHS_PER_TRIAL = 40  # a paper-protocol music trial runs 20-60 epochs (DESIGN §6)
+BEFORE_PACKING = "7a734f7"  # main before packed training (issue 13): one trial at a time
 
 
 def paper_space_trials(per_cell: int, seed: int) -> list[TrialJob]:
@@ -78,6 +83,46 @@ def run(task, jobs: list[TrialJob], settings: TrainSettings, capacity: int
     return time.process_time() - start, results
 
 
+class CommitTrainer:
+    """The trainer of another commit (`--before`), in a temporary git worktree of this
+    repository, timing the same trials in a subprocess (benchmarks/trainer_at_commit.py)."""
+
+    def __init__(self, commit: str, task: str, jobs: list[TrialJob], epochs: int) -> None:
+        self.root = Path(__file__).resolve().parents[1]
+        self.commit, self.task, self.epochs = commit, task, epochs
+        self.jobs = [{"variant": j.variant, "seed": j.seed, "hidden_size": j.hp.hidden_size,
+                      "learning_rate": j.hp.learning_rate, "momentum": j.hp.momentum,
+                      "input_noise": j.hp.input_noise} for j in jobs]
+        self.tree = Path(tempfile.mkdtemp(prefix="odyssey-before-"))
+        git = ["git", "-C", str(self.root)]
+        subprocess.run([*git, "worktree", "add", "--detach", "--force", str(self.tree), commit],
+                       check=True, capture_output=True, text=True)
+        try:  # the built corpora (git-ignored) beside that commit's tracked files
+            (self.tree / "datasets").mkdir(exist_ok=True)
+            for corpus in (self.root / "datasets").iterdir():
+                if not (self.tree / "datasets" / corpus.name).exists():
+                    (self.tree / "datasets" / corpus.name).symlink_to(corpus)
+        except OSError:
+            self.close()
+            raise
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of training every job alone on that commit's trainer."""
+        spec = json.dumps({"task": self.task, "epochs": self.epochs, "jobs": self.jobs})
+        env = {**os.environ, "PYTHONPATH": str(self.tree)}
+        script = Path(__file__).with_name("trainer_at_commit.py")
+        done = subprocess.run([sys.executable, str(script)], input=spec, capture_output=True,
+                              text=True, cwd=self.tree, env=env)
+        if done.returncode:
+            raise RuntimeError(f"the trainer of {self.commit} failed:\n{done.stderr[-2000:]}")
+        return float(json.loads(done.stdout.strip().splitlines()[-1])["cpu_seconds"])
+
+    def close(self) -> None:
+        subprocess.run(["git", "-C", str(self.root), "worktree", "remove", "--force",
+                        str(self.tree)], check=False, capture_output=True)
+        shutil.rmtree(self.tree, ignore_errors=True)
+
+
 def differences(a: dict[str, TrainResult], b: dict[str, TrainResult]) -> tuple[float, int]:
     """Largest relative difference of valid/test metrics over the trials whose status,
     epochs and best epoch agree, and how many trials disagree in those."""
@@ -101,6 +146,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="epochs per trial (the cap)")
     parser.add_argument("--pack", type=int, default=8, help="parallel_trials of the packed run")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--before", default=BEFORE_PACKING,
+                        help="a commit whose trainer is timed as one-at-a-time training, in "
+                        "a temporary git worktree ('' to leave it out); default: the trainer "
+                        "before packed training")
     parser.add_argument("--rounds", type=int, default=3,
                         help="each way timed this many times, interleaved; medians reported")
     parser.add_argument("--out", default=None,
@@ -117,37 +166,52 @@ def main() -> None:
           f"hidden sizes {min(j.hp.hidden_size for j in jobs)}-"
           f"{max(j.hp.hidden_size for j in jobs)}), {args.epochs} epochs each, one thread; "
           f"load average {before:.2f}", flush=True)
-    before_packing = TrainSettings(**base, fused=False, test_every_epoch=True,
-                                   eval_batch_size=64)
-    modes = (("one at a time, before packing", before_packing, 1),
-             ("one at a time, autograd", TrainSettings(**base, fused=False), 1),
+    modes = (("one at a time, autograd", TrainSettings(**base, fused=False), 1),
              ("one at a time, fused", TrainSettings(**base), 1),
              (f"packed ({args.pack})", TrainSettings(**base), args.pack))
-    cpus: dict[str, list[float]] = {name: [] for name, _, _ in modes}
+    names = [name for name, _, _ in modes]
+    old = None
+    if args.before:
+        try:
+            old = CommitTrainer(args.before, args.task, jobs, args.epochs)
+            names.insert(0, f"one at a time, {args.before}")
+        except (OSError, subprocess.CalledProcessError) as e:
+            print(f"(no trainer of {args.before}: {getattr(e, 'stderr', '') or e}; comparing "
+                  f"with autograd one at a time instead)", flush=True)
+    cpus: dict[str, list[float]] = {name: [] for name in names}
     results: dict[str, dict[str, TrainResult]] = {}
-    for r in range(args.rounds):  # the modes interleaved, so that drift hits them alike
-        for name, settings, capacity in modes:
-            cpu, results[name] = run(task, jobs, settings, capacity)
-            cpus[name].append(cpu)
-            print(f"round {r + 1}/{args.rounds} {name:>30}: {1e3 * cpu / epochs:7.1f} ms CPU "
-                  f"per trial-epoch", flush=True)
+
+    def note(r: int, name: str, cpu: float) -> None:
+        cpus[name].append(cpu)
+        print(f"round {r + 1}/{args.rounds} {name:>30}: {1e3 * cpu / epochs:7.1f} ms CPU per "
+              f"trial-epoch", flush=True)
+
+    try:
+        for r in range(args.rounds):  # the ways interleaved, so that drift hits them alike
+            if old is not None:
+                note(r, names[0], old.cpu_seconds())
+            for name, settings, capacity in modes:
+                cpu, results[name] = run(task, jobs, settings, capacity)
+                note(r, name, cpu)
+    finally:
+        if old is not None:
+            old.close()
     cpu = {name: statistics.median(values) for name, values in cpus.items()}
-    for name in cpus:
+    for name in names:
         per_epoch = cpu[name] / epochs
         print(f"{name:>30}: {per_epoch * 1e3:7.1f} ms CPU per trial-epoch (median), "
               f"{3600 / (per_epoch * EPOCHS_PER_TRIAL):7.1f} trials per hour per core "
               f"({EPOCHS_PER_TRIAL}-epoch trials)", flush=True)
-    names = list(cpus)
-    as_before, alone, fused_alone, packed = (cpu[n] for n in names)
-    diff_alone, apart_alone = differences(results[names[3]], results[names[1]])
-    diff_fused, apart_fused = differences(results[names[3]], results[names[2]])
+    alone, fused_alone, packed = (cpu[n] for n in names[-3:])
+    baseline = cpu[names[0]]  # the trainer of --before, else autograd one at a time
+    diff_alone, apart_alone = differences(results[names[-1]], results[names[-3]])
+    diff_fused, apart_fused = differences(results[names[-1]], results[names[-2]])
     if apart_fused:
         diff_fused = math.inf
-    ratio = as_before / packed
     record = {"task": args.task, "trials": len(jobs), "epochs": args.epochs, "pack": args.pack,
-              "rounds": args.rounds, "cpu_seconds": cpus,
+              "rounds": args.rounds, "baseline": names[0], "cpu_seconds": cpus,
               "ms_per_trial_epoch": {n: 1e3 * cpu[n] / epochs for n in names},
-              "packed_vs_one_at_a_time": ratio,
+              "packed_vs_one_at_a_time": baseline / packed,
               "packed_vs_autograd_alone": alone / packed,
               "packed_vs_fused_alone": fused_alone / packed,
               "max_metric_difference_vs_autograd": diff_alone,
@@ -158,16 +222,17 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"packed vs fused one-at-a-time: {fused_alone / packed:.2f}x trials per hour")
-    print(f"packed vs autograd one-at-a-time (with the cheaper evaluation): "
+    print(f"packed vs autograd one-at-a-time (this code, with its cheaper evaluation): "
           f"{alone / packed:.2f}x trials per hour")
     print(f"packed vs autograd one-at-a-time (other arithmetic, rounding differences grow in "
           f"chaotic high-learning-rate trials): max metric difference {diff_alone:.3g} over "
           f"{len(jobs) - apart_alone} trials, {apart_alone} with other epochs or best epoch")
     finish(record, args.force)
-    # one at a time as before packing; the metric difference: the same trial packed and
-    # alone (parallel_trials=1), whose arithmetic is the same
-    print(f"packed vs one-at-a-time: {ratio:.2f}x trials per hour; max metric difference "
-          f"{diff_fused:.3g}")
+    # against names[0]; the metric difference: the same trial packed and alone
+    # (parallel_trials=1), whose arithmetic is the same
+    print(f"packed vs one-at-a-time ({names[0]}): {baseline / packed:.2f}x trials per hour")
+    print(f"packed vs one-at-a-time: {baseline / packed:.2f}x trials per hour; max metric "
+          f"difference {diff_fused:.3g}")
 
 
 if __name__ == "__main__":

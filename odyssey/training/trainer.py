@@ -226,8 +226,9 @@ class _Run:
     """One trial's state inside a pack: its network, optimizer, RNGs, epoch and result."""
 
     def __init__(self, task: Task, job: TrialJob, settings: TrainSettings,
-                 device: torch.device) -> None:
+                 device: torch.device, fused_pack: packed.FusedPack) -> None:
         self.task, self.job, self.settings, self.device = task, job, settings, device
+        self.fused_pack = fused_pack
         self.wall, self.cpu = 0.0, 0.0  # this trial's share of the pack's time
         with _Clock() as clock:
             self._build(job.hp)
@@ -311,7 +312,10 @@ class _Run:
         about half the evaluation cost.
         """
         task, settings, result, epoch = self.task, self.settings, self.result, self.epoch
-        valid = task.evaluate(self.net, "valid", settings.eval_batch_size, self.device)
+        # a fused trial scores on the same kernels it trains on (one call per batch)
+        forward = self.fused_logits if self.fused else None
+        valid = task.evaluate(self.net, "valid", settings.eval_batch_size, self.device,
+                              forward=forward)
         v = valid[task.metric]
         if not _finite(v):
             raise Divergence(f"validation {task.metric} became {v} at epoch {epoch}")
@@ -324,7 +328,8 @@ class _Run:
                         settings.stopping)
         t = None
         if gain or settings.test_every_epoch:
-            test = task.evaluate(self.net, "test", settings.eval_batch_size, self.device)
+            test = task.evaluate(self.net, "test", settings.eval_batch_size, self.device,
+                                 forward=forward)
             t = test[task.metric]
         if gain:
             if not _finite(t):
@@ -341,6 +346,13 @@ class _Run:
         if self.job.on_epoch is not None:
             self.job.on_epoch(entry)
         return epoch >= settings.max_epochs or epoch - result.best_epoch >= settings.patience
+
+    def fused_logits(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The network's outputs through the fused forward kernel (scoring)."""
+        (logits,), _ = self.fused_pack.forward(
+            [x], [lengths.to(dtype=torch.long, device="cpu").contiguous()], [self.params],
+            [self.kind])
+        return logits
 
     def fail(self, error: Divergence) -> None:
         self.result.status, self.result.fail_reason = "failed", f"diverged: {error}"
@@ -374,7 +386,7 @@ def train_pack(task: Task, settings: TrainSettings, next_job: Callable[[], Trial
             if job is None:
                 exhausted = True
                 return
-            runs.append(_Run(task, job, settings, device))
+            runs.append(_Run(task, job, settings, device, fused_pack))
 
     def end(run: _Run) -> None:
         runs.remove(run)
