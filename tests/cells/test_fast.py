@@ -276,3 +276,20 @@ def test_results_do_not_depend_on_the_thread_count(variant, batch, hidden):
     for other in runs[1:]:
         for a, b in zip(runs[0], other, strict=True):
             assert torch.equal(a, b)
+
+
+@needs_ext
+@pytest.mark.parametrize("variant", ["V", "NP", "FGR"])
+def test_a_sequence_alone_equals_its_row_in_a_batch(variant):
+    """At B=1 the per-step products read the weights in blocks of rows (sgemm_serial's
+    matrix-vector path) and at B=2 in column tiles: the same FMA chains, so a sequence's
+    outputs and input gradients are bitwise those of its row in a batch."""
+    torch.manual_seed(3)
+    layer = build_layer(variant, 88, 100, impl="cpp")
+    x = torch.randn(12, 1, 88)
+    dy = torch.randn(12, 1, 100)
+    y1, dx1, _ = _run(layer, x, None, dy)
+    layer.zero_grad(set_to_none=True)
+    y2, dx2, _ = _run(layer, torch.cat([x, torch.randn(12, 1, 88)], 1), None,
+                      torch.cat([dy, torch.randn(12, 1, 100)], 1))
+    assert torch.equal(y1[:, 0], y2[:, 0]) and torch.equal(dx1[:, 0], dx2[:, 0])
