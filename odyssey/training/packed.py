@@ -1,12 +1,14 @@
-"""The fused step of packed training: K trials' forward, backward and SGD step in two calls.
+"""The fused step of packed training: K trials' forward, loss, backward and SGD step.
 
 At the paper's batch size of 1 a trial's step is a few hundred microseconds of arithmetic
-under about two milliseconds of Python, autograd and optimizer overhead. The C++ kernels
-(`pack_forward`, `pack_backward_step` in odyssey/cells/csrc/lstm_family.cpp) run every
-trial's network -- recurrent layer in each direction, linear head -- and its backward pass
-and SGD step, so that overhead is paid once per pack. Only the task's loss stays in Python,
-computed for each trial on its own logits exactly as when the trial trains alone: any task's
-loss works, and a trial's numbers never depend on the others in its pack.
+under about two milliseconds of Python, autograd and optimizer overhead. The C++ kernels in
+odyssey/cells/csrc/lstm_family.cpp run every trial's network -- recurrent layer in each
+direction, linear head --, its loss where the task declares a kernel loss (`Task.kernel_loss`:
+music's BCE, speech's cross-entropy), its backward pass and its SGD step in one call per
+pack step (`pack_train_step`), so that overhead is paid once per pack. Any other loss (CTC,
+a user's own) is computed in Python on the trial's logits between `pack_forward` and
+`pack_backward_step`. Either way each trial is computed on its own, trial after trial, so
+its numbers never depend on the others in its pack.
 """
 
 from __future__ import annotations

@@ -1083,9 +1083,11 @@ _Pragma("GCC ivdep")  // (a pragma inside the dispatch macro)
 }
 
 // -------------------------------------------------------------- packed trial steps
-// Training K trials at once (issue 13): one call runs every trial's network forward -- the
-// recurrent layer in each direction and the linear head --, and one call its backward pass
-// and its SGD step. At the paper's batch size of 1 a trial's step is a few hundred
+// Training K trials at once (issue 13): one call (pack_train_step) runs every trial's
+// network forward -- the recurrent layer in each direction and the linear head --, its
+// loss where the task has a kernel loss, its backward pass and its SGD step; for a loss
+// computed in Python, pack_forward and pack_backward_step run the parts on either side of
+// it. At the paper's batch size of 1 a trial's step is a few hundred
 // microseconds of arithmetic under milliseconds of Python, autograd and optimizer overhead;
 // here that overhead is paid once per pack. Each trial is computed by the same functions,
 // on tensors of the same shapes, as when it trains alone (a pack of one), so its numbers do
