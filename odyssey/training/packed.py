@@ -89,7 +89,12 @@ class FusedPack:
         """`loss`: the task's kernel loss (None: the loss is computed in Python);
         `per_step`: divide it by the counted frames (train.loss=step), else by sequences."""
         self.directions, self.kernel_loss, self.per_step = directions, loss, per_step
-        self.ops = fast.extension(required=True)
+
+    @property
+    def ops(self) -> Any:
+        """The compiled ops, asked for only when a fused trial runs: a pack whose trials all
+        take autograd (no compiler, a GPU, impl=reference) never needs them."""
+        return fast.extension(required=True)
 
     def forward(self, xs: Sequence[Tensor], lengths: Sequence[Tensor],
                 params: Sequence[Sequence[Tensor]], kinds: Sequence[int]

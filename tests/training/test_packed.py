@@ -317,3 +317,14 @@ def test_a_task_that_overrides_its_loss_trains_through_its_own_loss(toy):
     patched = copy.copy(speech)
     patched.loss_terms = lambda outputs, batch: speech.loss_terms(outputs, batch)
     assert packed.kernel_loss(patched) is None
+
+
+def test_training_without_the_compiled_kernels_falls_back_to_autograd(toy, monkeypatch):
+    """No compiler: impl=auto trains through the reference loops and autograd (a pack never
+    asks for the kernels unless one of its trials is fused)."""
+    from odyssey.cells import fast
+
+    monkeypatch.setattr(fast, "_state", {"tried": True, "ops": None,
+                                         "error": RuntimeError("no compiler here")})
+    result = train(toy, "V", Hyperparameters(5, 0.1, 0.5, 0.0), settings(max_epochs=2), seed=0)
+    assert result.status == "complete" and result.epochs_run == 2
