@@ -146,9 +146,12 @@ def test_a_plugin_cell_beside_v_and_the_muts_runs_resumes_and_is_analysed(tmp_pa
     assert set(by_variant) == set(names)
     for v, study in by_variant.items():
         trials = study.get_trials()
-        assert [t.number for t in trials] == [0, 1], v
+        # two trials count per cell; when both workers reach for a study's last slot at
+        # once, the loser records a claim_lost trial that never ran and does not count
+        counted = [t for t in trials if t.user_attrs.get("fail_kind") != "claim_lost"]
+        assert len(counted) == 2, v
         assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials), v
-        assert all(t.user_attrs.get("fail_kind", "diverged") == "diverged" for t in trials), v
+        assert all(t.user_attrs.get("fail_kind", "diverged") == "diverged" for t in counted), v
     mine = [t for t in by_variant["MyCell"].get_trials() if t.state == TrialState.COMPLETE]
     assert mine and mine[0].user_attrs["recurrent_parameter_count"] == \
         2 * (4 * mine[0].params["hidden_size"] + mine[0].params["hidden_size"] ** 2
