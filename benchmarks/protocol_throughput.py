@@ -6,11 +6,14 @@ set of trials per cell drawn from the paper's search space (DESIGN §4's ranges,
 each run for a capped number of epochs (no early stopping inside the cap), trained four
 ways in one run, one thread:
 
-- one at a time, as before packing: each trial alone through autograd and torch.optim,
-  scoring the test split after every epoch in length-sorted batches of 64 -- the trainer
-  as issue 13 found it (`train.fused=false test_every_epoch=true eval_batch_size=64`);
-- one at a time, autograd: the same with this issue's cheaper evaluation (the test split
-  only at validation gains, batches of 16); still the path of cells without fused kernels;
+- one at a time, before packing: each trial alone on the trainer of `--before` (default
+  7a734f7, main before packed training: the trainer as issue 13 found it), checked out into
+  a temporary git worktree and run in a subprocess on the same trials and data
+  (trainer_at_commit.py); left out where that fails (no git), the next way then being the
+  baseline;
+- one at a time, autograd: each trial alone through autograd and torch.optim now
+  (`train.fused=false`, with this code's cheaper evaluation); still the path of cells
+  without fused kernels;
 - one at a time, fused: each trial alone on the fused kernels (`parallel_trials=1`);
 - packed: `parallel_trials` trials at once on the fused kernels.
 
@@ -18,7 +21,7 @@ Each way is timed `--rounds` times, the ways interleaved; it prints the median
 CPU-seconds per trial-epoch and trials per hour (at 40 epochs per trial, the
 middle of DESIGN §6's 20-60) for each, their ratios, and the largest difference between a
 trial's packed result and its result alone with the same arithmetic (fused, one at a time).
-The last line compares packed training with one at a time as before packing. Writes
+The last line compares packed training with the first way. Writes
 results/bench/protocol_throughput_<task>.json.
 """
 
@@ -228,9 +231,9 @@ def main() -> None:
           f"chaotic high-learning-rate trials): max metric difference {diff_alone:.3g} over "
           f"{len(jobs) - apart_alone} trials, {apart_alone} with other epochs or best epoch")
     finish(record, args.force)
-    # against names[0]; the metric difference: the same trial packed and alone
-    # (parallel_trials=1), whose arithmetic is the same
-    print(f"packed vs one-at-a-time ({names[0]}): {baseline / packed:.2f}x trials per hour")
+    # against names[0] (printed first, the line's format is fixed); the metric difference:
+    # the same trial packed and alone (parallel_trials=1), whose arithmetic is the same
+    print(f"one-at-a-time below: {names[0]}")
     print(f"packed vs one-at-a-time: {baseline / packed:.2f}x trials per hour; max metric "
           f"difference {diff_fused:.3g}")
 

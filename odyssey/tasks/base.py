@@ -18,7 +18,7 @@ from torch import Tensor
 from ..networks import SequenceNetwork
 
 SPLITS = ("train", "valid", "test")
-KERNEL_LOSSES = ("bce_logits", "cross_entropy")
+KERNEL_LOSSES = ("bce_logits", "cross_entropy")  # in the order of the kernel's codes
 
 
 @dataclass(frozen=True)

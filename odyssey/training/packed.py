@@ -23,12 +23,12 @@ from ..cells import fast
 from ..cells.layer import LSTMFamilyCell, RecurrentLayer, TorchParamCell
 from ..networks import SequenceNetwork
 from ..tasks import Task
-from ..tasks.base import KernelLoss
+from ..tasks.base import KERNEL_LOSSES, KernelLoss
 
 # must match kSlots / kGRU / kRNN / kBCE / kCE in lstm_family.cpp
 SLOTS = 7
 _KINDS = {"gru": -1, "rnn": -2}
-_LOSS_CODES = {"bce_logits": 0, "cross_entropy": 1}  # kBCE / kCE
+_LOSS_CODES = {kind: code for code, kind in enumerate(KERNEL_LOSSES)}  # kBCE, kCE
 _LSTM_SLOTS = ("weight_ih", "weight_hh", "bias", "peephole_i", "peephole_f", "peephole_o",
                "weight_gg")
 _TORCH_SLOTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -147,6 +147,6 @@ class FusedPack:
                                     list(kinds), self.directions, 0)
 
 
-def lengths_of(batch: Any) -> Tensor:
+def lengths_of(lengths: Tensor) -> Tensor:
     """A batch's lengths as the contiguous int64 CPU tensor the kernel reads."""
-    return batch.lengths.to(dtype=torch.long, device="cpu").contiguous()
+    return lengths.to(dtype=torch.long, device="cpu").contiguous()

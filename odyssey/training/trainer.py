@@ -349,9 +349,8 @@ class _Run:
 
     def fused_logits(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The network's outputs through the fused forward kernel (scoring)."""
-        (logits,), _ = self.fused_pack.forward(
-            [x], [lengths.to(dtype=torch.long, device="cpu").contiguous()], [self.params],
-            [self.kind])
+        (logits,), _ = self.fused_pack.forward([x], [packed.lengths_of(lengths)],
+                                               [self.params], [self.kind])
         return logits
 
     def fail(self, error: Divergence) -> None:
@@ -443,7 +442,7 @@ def _fused_step(fused_pack: packed.FusedPack, step: list[tuple[_Run, Batch]]) ->
     """
     runs = [r for r, _ in step]
     xs = [r.noisy(b) for r, b in step]
-    lengths = [packed.lengths_of(b) for _, b in step]
+    lengths = [packed.lengths_of(b.lengths) for _, b in step]
     if fused_pack.kernel_loss is not None:
         with torch.no_grad():
             values = fused_pack.train_step(

@@ -70,17 +70,17 @@ def test_fused_step_equals_autograd_and_torch_optim(toy, variant, bidirectional)
     pack = packed.FusedPack(2 if bidirectional else 1, packed.kernel_loss(toy))
     for step, lengths in enumerate(([7, 3, 5], [4, 6, 2])):
         batch = _batch(step, lengths, 4, 3, torch.float64)
-        (loss1,) = pack.train_step([batch.x], [packed.lengths_of(batch)], [batch.targets],
+        (loss1,) = pack.train_step([batch.x], [packed.lengths_of(batch.lengths)], [batch.targets],
                                    [params1], [buffers1], [lr], [momentum], [packed.kind(net)])
-        (logits,), saved = pack.forward([batch.x], [packed.lengths_of(batch)], [params],
+        (logits,), saved = pack.forward([batch.x], [packed.lengths_of(batch.lengths)], [params],
                                         [packed.kind(net)])
         reference = twin(batch.x, batch.lengths)
         torch.testing.assert_close(logits, reference.detach(), rtol=0, atol=1e-12)
-        (loss,), (grad,) = pack.loss([logits], [batch.targets], [packed.lengths_of(batch)])
+        (loss,), (grad,) = pack.loss([logits], [batch.targets], [packed.lengths_of(batch.lengths)])
         assert loss == loss1
         with torch.no_grad():
-            pack.backward_step([grad], [packed.lengths_of(batch)], saved, [params], [buffers],
-                               [lr], [momentum], [packed.kind(net)])
+            pack.backward_step([grad], [packed.lengths_of(batch.lengths)], saved, [params],
+                               [buffers], [lr], [momentum], [packed.kind(net)])
         opt.zero_grad()
         toy.sequence_loss(reference, batch).backward()
         opt.step()
@@ -98,11 +98,11 @@ def test_plain_sgd_without_momentum(toy):
     params = packed.slot_tensors(net)
     pack = packed.FusedPack(1)
     batch = _batch(3, [5, 2], 4, 3, torch.float64)
-    (logits,), saved = pack.forward([batch.x], [packed.lengths_of(batch)], [params],
+    (logits,), saved = pack.forward([batch.x], [packed.lengths_of(batch.lengths)], [params],
                                     [packed.kind(net)])
     out = logits.requires_grad_()
     (grad,) = torch.autograd.grad(toy.sequence_loss(out, batch), out)
-    pack.backward_step([grad], [packed.lengths_of(batch)], saved, [params],
+    pack.backward_step([grad], [packed.lengths_of(batch.lengths)], saved, [params],
                        [[torch.zeros_like(t) for t in params]], [0.1], [0.0],
                        [packed.kind(net)])
     toy.sequence_loss(twin(batch.x, batch.lengths), batch).backward()
@@ -161,7 +161,7 @@ def test_float64_arithmetic_is_the_same_packed(toy):
         kinds.append(packed.kind(net))
         batch = _batch(k, [6, 2 + k % 4], 4, 3, torch.float64)
         xs.append(batch.x)
-        lengths.append(packed.lengths_of(batch))
+        lengths.append(packed.lengths_of(batch.lengths))
     pack = packed.FusedPack(2)
     together, _ = pack.forward(xs, lengths, params, kinds)
     for k in range(len(nets)):
@@ -292,7 +292,7 @@ def test_kernel_loss_equals_the_task_loss_and_its_autograd_gradient(per_step, dt
                               dtype=dtype) * 8 for b in batches]
         targets = [b.targets.to(dtype) if isinstance(task, MusicTask) else b.targets
                    for b in batches]
-        lengths = [packed.lengths_of(b) for b in batches]
+        lengths = [packed.lengths_of(b.lengths) for b in batches]
         values, grads = packed.FusedPack(1, spec, per_step).loss(logits, targets, lengths)
         objective = task.loss if per_step else task.sequence_loss
         for z, b, y, value, grad in zip(logits, batches, targets, values, grads, strict=True):

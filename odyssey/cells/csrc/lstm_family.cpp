@@ -118,19 +118,18 @@ inline void sgemm_rows(int64_t N, int64_t K, const float* A, int64_t ars, int64_
   }
 }
 
+constexpr int64_t kGemvRows = 48;  // measured: 8 and 128 slower than 48 (FGR B=1 H=200)
+constexpr int64_t kGemvMinElems = 16384;  // K x N of at least 64 KB of float32
+
 // 8-row tiles of 48 columns (24 accumulators), then 4, 2 and 1 rows with wider tiles so
 // that a small batch (B = 1: a matrix-vector product) still has 8+ independent FMA chains.
 // op(A) = A, or A^T when `ta` (A then K x M with leading dimension lda): the tile reads A
 // through strides, so a transposed operand needs no copy.
-// One row (B = 1: a matrix-vector product) against a matrix larger than the L1 cache: k in
-// blocks of kGemvRows rows, each block swept over all columns with C stored between blocks,
-// so that B is read a few whole rows at a time (streams the prefetchers follow) instead of
-// one 512-byte slab of every row per column tile. Each element's FMA chain over k is the
-// same, in the same order, so the numbers are too. Issue 14: FGR at B=1, H=200 streams 2 MB
-// of recurrent weights per step from L3.
-constexpr int64_t kGemvRows = 48;  // measured: 8 and 128 slower than 48 (FGR B=1 H=200)
-constexpr int64_t kGemvMinElems = 16384;  // K x N of at least 64 KB of float32
-
+// One row (B = 1) against a matrix larger than the L1 cache: k in blocks of kGemvRows rows,
+// each block swept over all columns with C stored between blocks, so that B is read a few
+// whole rows at a time (streams the prefetchers follow) instead of one 512-byte slab of every
+// row per column tile. Each element's FMA chain over k is the same, in the same order, so
+// the numbers are too. Issue 14: FGR at B=1, H=200 streams 2 MB of weights per step from L3.
 inline void sgemm_serial(bool ta, int64_t M, int64_t N, int64_t K, const float* A,
                          int64_t lda, const float* B, int64_t ldb, bool accumulate, float* C,
                          int64_t ldc) {
@@ -1542,10 +1541,10 @@ TORCH_LIBRARY(odyssey_lstm, m) {
         " int directions, int mode) -> ()");
   m.def("pack_loss(Tensor[] logits, Tensor[] targets, Tensor[] lengths, int kind,"
         " int ignore_index, bool per_step) -> Tensor[]");
-  m.impl("pack_forward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(pack_forward));
   m.def("pack_train_step(Tensor[] xs, Tensor[] lengths, Tensor[] targets, Tensor(a!)[] params,"
         " Tensor(b!)[] buffers, float[] lrs, float[] momenta, int[] kinds, int directions,"
         " int mode, int loss, int ignore_index, bool per_step) -> Tensor");
+  m.impl("pack_forward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(pack_forward));
   m.impl("pack_loss", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(pack_loss));
   m.impl("pack_train_step", c10::DispatchKey::CompositeExplicitAutograd,
          TORCH_FN(pack_train_step));
