@@ -173,11 +173,69 @@ inline void sgemm_avx512(bool ta, int64_t M, int64_t N, int64_t K, const float* 
   });
 }
 constexpr bool kOwnSgemm = true;
+
+// dst (R x C, row-major) = the transpose of src (C x R, leading dimension lds), in 16 x 16
+// blocks transposed in registers (edge blocks through masked loads and stores). Issue 13: at
+// the paper's batch size of 1 the weights are transposed for every sequence (input and head
+// projections, recurrent products), and ATen's transposing copy (~9 GB/s here) took ~10 % of
+// a training step. A copy: the values are the same.
+inline void transpose_avx512(int64_t R, int64_t C, const float* src, int64_t lds, float* dst) {
+  __m512 r[16], t[16];
+  for (int64_t c0 = 0; c0 < C; c0 += 16) {
+    const int64_t cn = std::min<int64_t>(16, C - c0);
+    const __mmask16 cmask = __mmask16((1u << cn) - 1);
+    for (int64_t r0 = 0; r0 < R; r0 += 16) {
+      const int64_t rn = std::min<int64_t>(16, R - r0);
+      const __mmask16 rmask = __mmask16((1u << rn) - 1);
+      for (int i = 0; i < 16; ++i) {
+        r[i] = i < cn ? _mm512_maskz_loadu_ps(rmask, src + (c0 + i) * lds + r0)
+                      : _mm512_setzero_ps();
+      }
+      for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+      }
+      for (int i = 0; i < 16; i += 4) {
+        const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
+        const __m512d c = _mm512_castps_pd(t[i + 2]), d = _mm512_castps_pd(t[i + 3]);
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+      }
+      for (int h = 0; h < 2; ++h) {
+        for (int i = 0; i < 4; ++i) {
+          t[8 * h + i] = _mm512_shuffle_f32x4(r[8 * h + i], r[8 * h + 4 + i], 0x88);
+          t[8 * h + 4 + i] = _mm512_shuffle_f32x4(r[8 * h + i], r[8 * h + 4 + i], 0xdd);
+        }
+      }
+      for (int i = 0; i < 8; ++i) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+        r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
+      }
+      for (int i = 0; i < rn; ++i) _mm512_mask_storeu_ps(dst + (r0 + i) * C + c0, cmask, r[i]);
+    }
+  }
+}
 #else
 inline void sgemm_avx512(bool, int64_t, int64_t, int64_t, const float*, int64_t,
                          const float*, int64_t, bool, float*, int64_t) {}
+inline void transpose_avx512(int64_t, int64_t, const float*, int64_t, float*) {}
 constexpr bool kOwnSgemm = false;
 #endif
+
+// A 2-D tensor in row-major order: a transposed view of a float CPU matrix (a weight's .t())
+// through transpose_avx512, anything else through ATen's contiguous().
+at::Tensor row_major(const at::Tensor& b) {
+  if (kOwnSgemm && b.dim() == 2 && b.scalar_type() == at::kFloat && b.device().is_cpu() &&
+      b.stride(0) == 1 && b.stride(1) >= b.size(0) && b.size(0) > 1 && b.size(1) > 1) {
+    at::Tensor out = at::empty(b.sizes(), b.options());
+    transpose_avx512(b.size(0), b.size(1), b.data_ptr<float>(), b.stride(1),
+                     out.data_ptr<float>());
+    return out;
+  }
+  return b.contiguous();
+}
 
 // Row-major C (M x N, leading dim ldc) = op(A) op(B) [+ C when accumulate], with op a
 // transpose where ta / tb. With `blas`: float products without transposes through the
@@ -218,7 +276,7 @@ at::Tensor matmul(const at::Tensor& a, const at::Tensor& b, const at::Tensor& ad
     const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
     const bool ta = a.stride(0) == 1 && a.stride(1) >= M && M > 1;
     const at::Tensor ac = ta || a.stride(1) == 1 ? a : a.contiguous();
-    const at::Tensor bc = b.contiguous();
+    const at::Tensor bc = row_major(b);
     at::Tensor out = add.defined() ? add.expand({M, N}).contiguous() : at::empty({M, N}, a.options());
     sgemm_avx512(ta, M, N, K, ac.data_ptr<float>(), ta ? ac.stride(1) : ac.stride(0),
                  bc.data_ptr<float>(), N, add.defined(), out.data_ptr<float>(), N);
@@ -586,8 +644,8 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& x_in, const at::Tensor& w
   if (mode != 1 && x.device().is_cpu()) {
     // the recurrent weights transposed once per sequence, so each step's product is
     // y' (B x H) times a row-major (H x G*H) matrix (the layout the hand kernel streams)
-    const at::Tensor w_hh_tc = w_hh_t.contiguous();
-    const at::Tensor w_gg_tc = fgr ? w_gg_t.contiguous() : at::Tensor();
+    const at::Tensor w_hh_tc = row_major(w_hh_t);
+    const at::Tensor w_gg_tc = fgr ? row_major(w_gg_t) : at::Tensor();
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "odyssey_lstm_forward", [&] {
       const scalar_t* ppi = pi.defined() ? pi.data_ptr<scalar_t>() : nullptr;
       const scalar_t* ppf = pf.defined() ? pf.data_ptr<scalar_t>() : nullptr;
@@ -899,7 +957,7 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& x_in, const at::Tensor& w_
   if (T == 0 || B == 0) return {y, acts, hn};
   at::Tensor hp = at::empty({B, H3}, x.options());
   const at::Tensor zeros = at::zeros({B, H}, x.options());
-  const at::Tensor w_hh_tc = w_hh.t().contiguous();  // (H x 3H): see lstm_forward
+  const at::Tensor w_hh_tc = row_major(w_hh.t());  // (H x 3H): see lstm_forward
   const bool blas = mode == 0;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "odyssey_gru_forward", [&] {
     using T_ = scalar_t;
@@ -1022,7 +1080,7 @@ std::vector<at::Tensor> rnn_forward(const at::Tensor& x_in, const at::Tensor& w_
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1);
   at::Tensor y = matmul(x.view({T * B, I}), w_ih.t(), b_ih + b_hh, mode == 0).view({T, B, H});
   if (T == 0 || B == 0) return {y};
-  const at::Tensor w_hh_tc = w_hh.t().contiguous();  // (H x H)^T: see lstm_forward
+  const at::Tensor w_hh_tc = row_major(w_hh.t());  // (H x H)^T: see lstm_forward
   const bool blas = mode == 0;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "odyssey_rnn_forward", [&] {
     using T_ = scalar_t;
