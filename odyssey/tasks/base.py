@@ -74,6 +74,9 @@ class Batch:
     target_lengths: Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
+        """The batch on `device` (itself when it is there already)."""
+        if self.x.device == torch.device(device):
+            return self
         move = (lambda t: None if t is None else t.to(device))  # noqa: E731
         return Batch(move(self.x), move(self.lengths), move(self.targets),
                      move(self.target_lengths))

@@ -97,12 +97,14 @@ class FusedPack:
         return fast.extension(required=True)
 
     def forward(self, xs: Sequence[Tensor], lengths: Sequence[Tensor],
-                params: Sequence[Sequence[Tensor]], kinds: Sequence[int]
+                params: Sequence[Sequence[Tensor]], kinds: Sequence[int],
+                noises: Sequence[Noise] | None = None
                 ) -> tuple[list[Tensor], list[list[Tensor]]]:
-        """Each trial's logits (T, B, O) and what its backward needs."""
+        """Each trial's logits (T, B, O) and what its backward needs; `noises`: each trial's
+        input noise (training; see `noise_args`)."""
         flat = [t for p in params for t in p]
         out = self.ops.pack_forward(list(xs), list(lengths), flat, list(kinds),
-                                    self.directions, 0)
+                                    *noise_args(noises), self.directions, 0)
         per = 2 + 5 * self.directions
         saved = [out[k * per:(k + 1) * per] for k in range(len(xs))]
         return [s[0] for s in saved], saved
@@ -110,7 +112,8 @@ class FusedPack:
     def train_step(self, xs: Sequence[Tensor], lengths: Sequence[Tensor],
                    targets: Sequence[Tensor], params: Sequence[Sequence[Tensor]],
                    buffers: Sequence[Sequence[Tensor]], lrs: Sequence[float],
-                   momenta: Sequence[float], kinds: Sequence[int]) -> list[float]:
+                   momenta: Sequence[float], kinds: Sequence[int],
+                   noises: Sequence[Noise] | None = None) -> list[float]:
         """With a kernel loss: every trial's forward, loss, backward and SGD step in one call
         (trial after trial, so each backward finds its activations in cache); each trial's
         loss. A trial whose loss is not finite is left as it was."""
@@ -119,7 +122,8 @@ class FusedPack:
         losses = self.ops.pack_train_step(
             list(xs), list(lengths), list(targets), [t for p in params for t in p],
             [t for b in buffers for t in b], list(lrs), list(momenta), list(kinds),
-            self.directions, 0, _LOSS_CODES[spec.kind], spec.ignore_index, self.per_step)
+            *noise_args(noises), self.directions, 0, _LOSS_CODES[spec.kind],
+            spec.ignore_index, self.per_step)
         return losses.tolist()
 
     def loss(self, logits: Sequence[Tensor], targets: Sequence[Tensor],
@@ -145,6 +149,19 @@ class FusedPack:
                                     [t for p in params for t in p],
                                     [t for b in buffers for t in b], list(lrs), list(momenta),
                                     list(kinds), self.directions, 0)
+
+
+# a trial's input noise for one step: N(0, 1) draws of its input's shape and their std, or
+# None (no noise); the kernel adds std * draws at the real steps, as `trainer._noisy` does
+Noise = tuple[Tensor, float] | None
+
+
+def noise_args(noises: Sequence[Noise] | None) -> tuple[list[Tensor], list[float]]:
+    """The kernel's noise arguments: a draw tensor (empty: none) and a std per trial."""
+    if noises is None:
+        return [], []
+    empty = torch.empty(0)
+    return ([n[0] if n else empty for n in noises], [n[1] if n else 0.0 for n in noises])
 
 
 def lengths_of(lengths: Tensor) -> Tensor:

@@ -183,14 +183,23 @@ def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
-def _noisy(batch: Batch, std: float, generator: torch.Generator) -> torch.Tensor:
-    """Training inputs with N(0, std^2) noise added at the real steps (padding untouched)."""
+def _noise(batch: Batch, std: float, generator: torch.Generator) -> packed.Noise:
+    """A step's input noise: N(0, 1) draws of the input's shape and `std`; None when std 0."""
     if std == 0.0:
+        return None
+    return torch.randn(batch.x.shape, generator=generator, device=batch.x.device), std
+
+
+def _noisy(batch: Batch, std: float, generator: torch.Generator) -> torch.Tensor:
+    """Training inputs with N(0, std^2) noise added at the real steps (padding untouched).
+    The fused kernels add the same draws by the same operations (noisy_input in C++)."""
+    noise = _noise(batch, std, generator)
+    if noise is None:
         return batch.x
-    noise = torch.randn(batch.x.shape, generator=generator, device=batch.x.device)
+    draws = noise[0]
     if batch.lengths.numel() == 1:  # one sequence: no padding to keep clean (same numbers)
-        return noise.mul_(std).add_(batch.x)  # x + std * noise, in place
-    return batch.x + std * noise * batch.mask.unsqueeze(-1)
+        return draws.mul_(std).add_(batch.x)  # x + std * noise, in place
+    return batch.x + std * draws * batch.mask.unsqueeze(-1)
 
 
 def effective_learning_rate(hp: Hyperparameters, settings: TrainSettings) -> float:
@@ -289,6 +298,9 @@ class _Run:
 
     def noisy(self, batch: Batch) -> torch.Tensor:
         return _noisy(batch, self.job.hp.input_noise, self.noise_rng)
+
+    def noise(self, batch: Batch) -> packed.Noise:
+        return _noise(batch, self.job.hp.input_noise, self.noise_rng)
 
     def record_loss(self, value: float) -> None:
         if not math.isfinite(value):
@@ -441,19 +453,19 @@ def _fused_step(fused_pack: packed.FusedPack, step: list[tuple[_Run, Batch]]) ->
     that each backward pass finds its trial's activations still in cache.
     """
     runs = [r for r, _ in step]
-    xs = [r.noisy(b) for r, b in step]
+    noises = [r.noise(b) for r, b in step]  # the kernels add them to the inputs
     lengths = [packed.lengths_of(b.lengths) for _, b in step]
-    if fused_pack.kernel_loss is not None:
-        with torch.no_grad():
-            values = fused_pack.train_step(
-                xs, lengths, [b.targets for _, b in step], [r.params for r in runs],
-                [r.buffers for r in runs], [r.lr for r in runs], [r.momentum for r in runs],
-                [r.kind for r in runs])
+    if fused_pack.kernel_loss is not None:  # (the kernels' tensors carry no autograd graph)
+        values = fused_pack.train_step(
+            [b.x for _, b in step], lengths, [b.targets for _, b in step],
+            [r.params for r in runs], [r.buffers for r in runs], [r.lr for r in runs],
+            [r.momentum for r in runs], [r.kind for r in runs], noises)
         return [run for run, value in zip(runs, values, strict=True) if not _recorded(run, value)]
     diverged = []
-    for (run, batch), x, length in zip(step, xs, lengths, strict=True):
+    for (run, batch), noise, length in zip(step, noises, lengths, strict=True):
         with torch.no_grad():
-            (logits,), (saved,) = fused_pack.forward([x], [length], [run.params], [run.kind])
+            (logits,), (saved,) = fused_pack.forward([batch.x], [length], [run.params],
+                                                     [run.kind], [noise])
         out = logits.requires_grad_()
         loss = run.objective(out, batch)
         if not _recorded(run, float(loss.detach())):

@@ -90,6 +90,36 @@ def test_fused_step_equals_autograd_and_torch_optim(toy, variant, bidirectional)
             assert torch.equal(p, r), f"{name} step {step}: pack_train_step"
 
 
+@pytest.mark.parametrize("lengths", [[6], [7, 3, 5]], ids=["one", "padded"])
+def test_the_kernels_add_input_noise_as_the_trainer_does(toy, lengths):
+    """Fused trials pass their noise draws to the kernels, which add them to the inputs;
+    the result is bitwise what autograd trials get from `_noisy` (same draws, same ops)."""
+    from odyssey.training.trainer import _noise, _noisy
+
+    batch = _batch(5, lengths, 4, 3, torch.float32)
+    torch.manual_seed(3)
+    net = SequenceNetwork("V", 4, 6, 3, bidirectional=False, impl="cpp")
+    twin = copy.deepcopy(net)
+    pack = packed.FusedPack(1, packed.kernel_loss(toy))
+    step_lengths = [packed.lengths_of(batch.lengths)]
+    noise = _noise(batch, 0.3, torch.Generator().manual_seed(9))
+    noisy_x = _noisy(batch, 0.3, torch.Generator().manual_seed(9))
+    assert not torch.equal(noisy_x, batch.x)
+    assert torch.equal(noisy_x[batch.lengths[-1]:, -1], batch.x[batch.lengths[-1]:, -1])
+    (added,), _ = pack.forward([batch.x], step_lengths, [packed.slot_tensors(net)],
+                               [packed.kind(net)], [noise])
+    (given,), _ = pack.forward([noisy_x], step_lengths, [packed.slot_tensors(net)],
+                               [packed.kind(net)])
+    assert torch.equal(added, given)
+    for model, x, noises in ((net, batch.x, [noise]), (twin, noisy_x, None)):
+        params = packed.slot_tensors(model)
+        pack.train_step([x], step_lengths, [batch.targets], [params],
+                        [[torch.zeros_like(t) for t in params]], [0.1], [0.9],
+                        [packed.kind(model)], noises)
+    for p, q in zip(net.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
 def test_plain_sgd_without_momentum(toy):
     torch.manual_seed(2)
     net = SequenceNetwork("GRU", 4, 6, 3, bidirectional=False, impl="cpp").double()

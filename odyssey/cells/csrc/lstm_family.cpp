@@ -278,7 +278,14 @@ at::Tensor matmul(const at::Tensor& a, const at::Tensor& b, const at::Tensor& ad
     const bool ta = a.stride(0) == 1 && a.stride(1) >= M && M > 1;
     const at::Tensor ac = ta || a.stride(1) == 1 ? a : a.contiguous();
     const at::Tensor bc = row_major(b);
-    at::Tensor out = add.defined() ? add.expand({M, N}).contiguous() : at::empty({M, N}, a.options());
+    at::Tensor out = at::empty({M, N}, a.options());
+    if (add.defined() && add.dim() == 1) {  // a bias: copied into every row (no ATen copy)
+      const at::Tensor bias = add.contiguous();
+      float* po = out.data_ptr<float>();
+      for (int64_t i = 0; i < M; ++i) std::memcpy(po + i * N, bias.data_ptr<float>(), N * 4);
+    } else if (add.defined()) {
+      out.copy_(add.expand({M, N}));
+    }
     sgemm_avx512(ta, M, N, K, ac.data_ptr<float>(), ta ? ac.stride(1) : ac.stride(0),
                  bc.data_ptr<float>(), N, add.defined(), out.data_ptr<float>(), N);
     return out;
@@ -952,9 +959,11 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& dy_in, const at::Tensor&
   at::Tensor dx = need_dx ? matmul(dpre2, w_ih, none_add, fast).view({T, B, I}) : at::Tensor();
   at::Tensor dw_ih = matmul(dpre2.t(), x.view({T * B, I}), none_add, fast);
   at::Tensor dbias = dpre2.sum(0);
-  at::Tensor dw_hh = at::zeros({GH, H}, x.options());
-  at::Tensor dw_gg = fgr ? at::zeros({3 * H, 3 * H}, x.options()) : at::Tensor();
-  if (T > 1 && B > 0) {
+  at::Tensor dw_hh, dw_gg;
+  if (T < 2 || B == 0) {  // no step has a previous one
+    dw_hh = at::zeros({GH, H}, x.options());
+    if (fgr) dw_gg = at::zeros({3 * H, 3 * H}, x.options());
+  } else {
     const at::Tensor later = dpre.narrow(0, 1, T - 1).reshape({(T - 1) * B, GH});
     dw_hh = matmul(later.t(), y.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}), none_add, fast);
     if (fgr) {
@@ -1048,8 +1057,8 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& dy_in, const at::Tensor& 
   const at::Tensor x = x_in.contiguous(), w_hh = w_hh_in.contiguous();
   const at::Tensor dy = dy_in.contiguous();
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1), H3 = 3 * H;
-  at::Tensor dxp = at::zeros({T, B, H3}, x.options());  // d(input pre-activations)
-  at::Tensor dhp = at::zeros({T, B, H3}, x.options());  // d(W_hh h' + b_hh)
+  at::Tensor dxp = at::empty({T, B, H3}, x.options());  // d(input pre-activations)
+  at::Tensor dhp = at::empty({T, B, H3}, x.options());  // d(W_hh h' + b_hh); both written
   if (T > 0 && B > 0) {
     at::Tensor dh = at::zeros({B, H}, x.options());      // recurrent part from step t+1
     at::Tensor carry = at::zeros({B, H}, x.options());   // z * dh from step t+1
@@ -1106,8 +1115,10 @@ _Pragma("GCC ivdep")  // (a pragma inside the dispatch macro)
   const at::Tensor none_add;
   at::Tensor dx = need_dx ? matmul(dxp2, w_ih, none_add, fast).view({T, B, I}) : at::Tensor();
   at::Tensor dw_ih = matmul(dxp2.t(), x.view({T * B, I}), none_add, fast);
-  at::Tensor dw_hh = at::zeros({H3, H}, x.options());
-  if (T > 1 && B > 0) {
+  at::Tensor dw_hh;
+  if (T < 2 || B == 0) {
+    dw_hh = at::zeros({H3, H}, x.options());
+  } else {
     dw_hh = matmul(dhp.narrow(0, 1, T - 1).reshape({(T - 1) * B, H3}).t(),
                    y.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}), none_add, fast);
   }
@@ -1173,8 +1184,10 @@ _Pragma("GCC ivdep")  // (a pragma inside the dispatch macro)
   const at::Tensor none_add;
   at::Tensor dx = need_dx ? matmul(da2, w_ih, none_add, fast).view({T, B, I}) : at::Tensor();
   at::Tensor dw_ih = matmul(da2.t(), x.view({T * B, I}), none_add, fast);
-  at::Tensor dw_hh = at::zeros({H, H}, x.options());
-  if (T > 1 && B > 0) {
+  at::Tensor dw_hh;
+  if (T < 2 || B == 0) {
+    dw_hh = at::zeros({H, H}, x.options());
+  } else {
     dw_hh = matmul(da.narrow(0, 1, T - 1).reshape({(T - 1) * B, H}).t(),
                    y.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}), none_add, fast);
   }
@@ -1269,9 +1282,13 @@ std::vector<at::Tensor> cell_backward(int64_t kind, const at::Tensor& dy, const 
 
 void check_pack(const std::vector<at::Tensor>& xs, const std::vector<at::Tensor>& lengths,
                 const std::vector<at::Tensor>& params, const std::vector<int64_t>& kinds,
+                const std::vector<at::Tensor>& noises, const std::vector<double>& stds,
                 int64_t D) {
   const int64_t K = kinds.size();
   TORCH_CHECK(D == 1 || D == 2, "odyssey_pack: directions must be 1 or 2, got ", D);
+  TORCH_CHECK(noises.size() == stds.size() && (noises.empty() || int64_t(noises.size()) == K),
+              "odyssey_pack: expected no input noise or ", K, " noise tensors and stds, got ",
+              noises.size(), " and ", stds.size());
   TORCH_CHECK(int64_t(xs.size()) == K && int64_t(lengths.size()) == K &&
                   int64_t(params.size()) == K * params_per_trial(D),
               "odyssey_pack: expected ", K, " inputs, lengths and ", K * params_per_trial(D),
@@ -1283,13 +1300,30 @@ void check_pack(const std::vector<at::Tensor>& xs, const std::vector<at::Tensor>
   }
 }
 
+// A training input with its Gaussian noise: x + std * noise at the real steps, x on the
+// padding; x itself when noise is empty or std 0. noise: N(0, 1) draws of x's shape from the
+// trial's generator (Python; a custom op cannot take a list of generators). The same ATen
+// operations, in the same order, as the trainer's `_noisy` for autograd trials, so both see
+// the same numbers; here they cost no Python call per step.
+at::Tensor noisy_input(const at::Tensor& x, const at::Tensor& noise, double std,
+                       const at::Tensor& lengths) {
+  if (!noise.defined() || noise.numel() == 0 || std == 0.0) return x;
+  TORCH_CHECK(noise.sizes() == x.sizes() && noise.scalar_type() == x.scalar_type(),
+              "odyssey_pack: input noise must have the input's shape and dtype");
+  if (x.size(1) == 1) return noise.mul(std).add_(x);  // one sequence: no padding
+  const at::Tensor mask = at::arange(x.size(0), lengths.options()).unsqueeze(1)
+                              .lt(lengths.unsqueeze(0)).unsqueeze(-1);
+  return x.add(noise.mul(std).mul(mask));
+}
+
 // One trial's forward: {logits (T, B, O), layer output (T, B, D*H), then per direction its
-// input and the cell's saved tensors (kSavedPerDir, empty-padded)}. p: its parameters.
+// input and the cell's saved tensors (kSavedPerDir, empty-padded)}. p: its parameters;
+// noise, std: its input noise (noisy_input).
 std::vector<at::Tensor> trial_forward(const at::Tensor& x_in, const at::Tensor& lengths,
                                       const at::Tensor* p, int64_t kind, int64_t D,
-                                      int64_t mode) {
-  const at::Tensor x = x_in.contiguous();
-  const int64_t* len = lengths_ptr(lengths, x.size(1));
+                                      int64_t mode, const at::Tensor& noise, double std) {
+  const int64_t* len = lengths_ptr(lengths, x_in.size(1));
+  const at::Tensor x = noisy_input(x_in, noise, std, lengths).contiguous();
   std::vector<at::Tensor> saved, ys;
   for (int64_t d = 0; d < D; ++d) {
     const at::Tensor xd = d == 0 ? x : reverse_within(x, len);
@@ -1318,14 +1352,18 @@ std::vector<at::Tensor> trial_forward(const at::Tensor& x_in, const at::Tensor& 
 std::vector<at::Tensor> pack_forward(const std::vector<at::Tensor>& xs,
                                      const std::vector<at::Tensor>& lengths,
                                      const std::vector<at::Tensor>& params,
-                                     const std::vector<int64_t>& kinds, int64_t D,
+                                     const std::vector<int64_t>& kinds,
+                                     const std::vector<at::Tensor>& noises,
+                                     const std::vector<double>& stds, int64_t D,
                                      int64_t mode) {
-  check_pack(xs, lengths, params, kinds, D);
+  check_pack(xs, lengths, params, kinds, noises, stds, D);
   const int64_t K = kinds.size(), P = params_per_trial(D);
   std::vector<at::Tensor> out;
   out.reserve(K * saved_per_trial(D));
   for (int64_t k = 0; k < K; ++k) {
-    for (auto& t : trial_forward(xs[k], lengths[k], params.data() + k * P, kinds[k], D, mode)) {
+    for (auto& t : trial_forward(xs[k], lengths[k], params.data() + k * P, kinds[k], D, mode,
+                                 noises.empty() ? at::Tensor() : noises[k],
+                                 stds.empty() ? 0.0 : stds[k])) {
       out.push_back(t);
     }
   }
@@ -1573,9 +1611,11 @@ at::Tensor pack_train_step(const std::vector<at::Tensor>& xs,
                            const std::vector<at::Tensor>& targets,
                            std::vector<at::Tensor> params, std::vector<at::Tensor> bufs,
                            const std::vector<double>& lrs, const std::vector<double>& momenta,
-                           const std::vector<int64_t>& kinds, int64_t D, int64_t mode,
+                           const std::vector<int64_t>& kinds,
+                           const std::vector<at::Tensor>& noises,
+                           const std::vector<double>& stds, int64_t D, int64_t mode,
                            int64_t loss_kind, int64_t ignore_index, bool per_step) {
-  check_pack(xs, lengths, params, kinds, D);
+  check_pack(xs, lengths, params, kinds, noises, stds, D);
   const int64_t K = kinds.size(), P = params_per_trial(D);
   TORCH_CHECK(int64_t(targets.size()) == K && int64_t(bufs.size()) == K * P &&
                   int64_t(lrs.size()) == K && int64_t(momenta.size()) == K,
@@ -1583,7 +1623,9 @@ at::Tensor pack_train_step(const std::vector<at::Tensor>& xs,
   at::Tensor losses = at::empty({K}, at::kDouble);
   for (int64_t k = 0; k < K; ++k) {
     at::Tensor* p = params.data() + k * P;
-    const std::vector<at::Tensor> saved = trial_forward(xs[k], lengths[k], p, kinds[k], D, mode);
+    const std::vector<at::Tensor> saved =
+        trial_forward(xs[k], lengths[k], p, kinds[k], D, mode,
+                      noises.empty() ? at::Tensor() : noises[k], stds.empty() ? 0.0 : stds[k]);
     auto [loss, g] = trial_loss(saved[0], targets[k], lengths[k], loss_kind, ignore_index,
                                 per_step);
     losses.data_ptr<double>()[k] = loss;
@@ -1636,15 +1678,16 @@ TORCH_LIBRARY(odyssey_lstm, m) {
   m.def("rnn_backward(Tensor dy, Tensor x, Tensor weight_ih, Tensor weight_hh, Tensor y,"
         " int mode) -> Tensor[]");
   m.def("pack_forward(Tensor[] xs, Tensor[] lengths, Tensor[] params, int[] kinds,"
-        " int directions, int mode) -> Tensor[]");
+        " Tensor[] noises, float[] noise_stds, int directions, int mode) -> Tensor[]");
   m.def("pack_backward_step(Tensor[] dlogits, Tensor[] lengths, Tensor[] saved,"
         " Tensor(a!)[] params, Tensor(b!)[] buffers, float[] lrs, float[] momenta, int[] kinds,"
         " int directions, int mode) -> ()");
   m.def("pack_loss(Tensor[] logits, Tensor[] targets, Tensor[] lengths, int kind,"
         " int ignore_index, bool per_step) -> Tensor[]");
   m.def("pack_train_step(Tensor[] xs, Tensor[] lengths, Tensor[] targets, Tensor(a!)[] params,"
-        " Tensor(b!)[] buffers, float[] lrs, float[] momenta, int[] kinds, int directions,"
-        " int mode, int loss, int ignore_index, bool per_step) -> Tensor");
+        " Tensor(b!)[] buffers, float[] lrs, float[] momenta, int[] kinds, Tensor[] noises,"
+        " float[] noise_stds, int directions, int mode, int loss, int ignore_index,"
+        " bool per_step) -> Tensor");
   m.impl("pack_forward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(pack_forward));
   m.impl("pack_loss", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(pack_loss));
   m.impl("pack_train_step", c10::DispatchKey::CompositeExplicitAutograd,
