@@ -84,6 +84,27 @@ def test_frame_accuracy_is_tp_over_tp_fp_fn(task):
     assert task.score(outputs, batch)["frame_accuracy"] == (tp, tp + extra_fp)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_compiled_scores_equal_atens(task, monkeypatch, dtype):
+    """score's one-pass C++ sums (bce_scores) against its ATen path, on padded batches with
+    large logits; skipped where the kernels cannot be built."""
+    from odyssey.cells import fast
+
+    if not fast.available():
+        pytest.skip("no compiled kernels")
+    g = torch.Generator().manual_seed(0)
+    batches = list(task.batches("train", 4))
+    assert any(int(b.lengths.min()) < b.x.shape[0] for b in batches)  # padding is there
+    outputs = [torch.randn(b.targets.shape, generator=g, dtype=dtype) * 8 for b in batches]
+    compiled = [task.score(o, b) for o, b in zip(outputs, batches, strict=True)]
+    monkeypatch.setattr(fast, "extension", lambda required=False: None)
+    for o, b, got in zip(outputs, batches, compiled, strict=True):
+        expected = task.score(o, b)
+        assert got["frame_accuracy"] == expected["frame_accuracy"]
+        assert got["nll"][1] == expected["nll"][1]
+        assert got["nll"][0] == pytest.approx(expected["nll"][0], rel=2e-6)
+
+
 def test_evaluate_is_exact_whatever_the_batch_size_and_matches_the_numpy_floor(task):
     net = ConstantLogits(frequency_model_logits(task))
     by_one = task.evaluate(net, "test", batch_size=1)
