@@ -381,35 +381,10 @@ inline T* block(T* base, int64_t b, int64_t GH, int k, int64_t H) {
   return k < 0 ? nullptr : base + b * GH + k * H;
 }
 
-// body(n, q) over units [h0, h1) of the N arrays p (null: absent), in whole vectors: the
-// units up to the last multiple of a 64-byte vector directly (q: p offset by h0), the rest
-// through zero-padded copies, written back for the arrays flagged in `out`. GCC 12 has no
-// masked loop epilogue: without this the last H mod 16 units of a gate pass took its scalar
-// loop, a scalar exp and division per gate each, ~20 % of a forward at H=78 (issue 13). Each
-// unit's arithmetic is the vector loop's wherever it lies, so no result depends on h0 / h1.
-template <typename T, size_t N, typename Fn>
-inline void whole_vectors(int64_t h0, int64_t h1, const std::array<T*, N>& p, uint32_t out,
-                          Fn&& body) {
-  constexpr int64_t V = 64 / sizeof(T);
-  const int64_t n = h1 - h0, main = n / V * V, rest = n - main;
-  std::array<T*, N> q;
-  for (size_t j = 0; j < N; ++j) q[j] = p[j] ? p[j] + h0 : nullptr;
-  if (main > 0) body(main, q);
-  if (rest == 0) return;
-  alignas(64) T buf[N][V];
-  for (size_t j = 0; j < N; ++j) {
-    if (!q[j]) continue;
-    std::fill(buf[j], buf[j] + V, T(0));
-    std::copy(q[j] + main, q[j] + n, buf[j]);
-    q[j] = buf[j];
-  }
-  body(V, q);
-  for (size_t j = 0; j < N; ++j) {
-    if (p[j] && (out >> j & 1)) std::copy(buf[j], buf[j] + rest, p[j] + h0 + main);
-  }
-}
-
-// The gate pass of step_forward over n units (one compiled copy, whatever calls it).
+// The gate pass of step_forward over n units, the pointers q offset to its first unit. Not
+// inlined: one compiled copy of the loop, whatever calls it (the serial and the threaded
+// time loop), so that a unit's numbers never depend on the thread count -- two inlined copies
+// were once compiled differently, and a thread-count test caught it.
 template <typename T, int64_t F>
 __attribute__((noinline)) void gates_forward(int64_t n, const std::array<T*, 11>& q) {
   using L = Layout<F>;
@@ -468,13 +443,14 @@ void step_forward(int64_t B, int64_t H, int64_t h0, int64_t h1, T* acts_t,
                   const T* po) {
   using L = Layout<F>;
   const int64_t GH = L::G * H;
-  auto peep = [](const T* v) { return L::peep ? const_cast<T*>(v) : nullptr; };
+  auto at = [h0](const T* v) { return v ? const_cast<T*>(v) + h0 : nullptr; };
   for (int64_t b = 0; b < B; ++b) {
-    const std::array<T*, 11> p{block(acts_t, b, GH, 0, H), block(acts_t, b, GH, L::ki, H),
-                               block(acts_t, b, GH, L::kf, H), block(acts_t, b, GH, L::ko, H),
-                               const_cast<T*>(c_prev + b * H), c_t + b * H, hc_t + b * H,
-                               y_t + b * H, peep(pi), peep(pf), peep(po)};
-    whole_vectors(h0, h1, p, 0b11101111u, gates_forward<T, F>);
+    const std::array<T*, 11> q{
+        at(block(acts_t, b, GH, 0, H)), at(block(acts_t, b, GH, L::ki, H)),
+        at(block(acts_t, b, GH, L::kf, H)), at(block(acts_t, b, GH, L::ko, H)),
+        at(c_prev + b * H), at(c_t + b * H), at(hc_t + b * H), at(y_t + b * H),
+        at(L::peep ? pi : nullptr), at(L::peep ? pf : nullptr), at(L::peep ? po : nullptr)};
+    gates_forward<T, F>(h1 - h0, q);
   }
 }
 
