@@ -254,7 +254,8 @@ def test_float32_gemm_tiles_against_float64(variant, B, H):
 @needs_ext
 @pytest.mark.parametrize("variant, batch, hidden", [("V", 16, 200), ("NIAF", 16, 200),
                                                     ("FGR", 64, 47), ("CIFG", 64, 47),
-                                                    ("NOAF", 32, 100), ("NP", 16, 40)])
+                                                    ("NOAF", 32, 100), ("NP", 32, 40),
+                                                    ("FGR", 1, 200), ("V", 1, 200)])
 def test_results_do_not_depend_on_the_thread_count(variant, batch, hidden):
     """The float gemm splits large products over torch's threads by columns, and the time
     loop of large steps splits its units over the threads (products and gate pass); every

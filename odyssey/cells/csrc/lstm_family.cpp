@@ -542,20 +542,24 @@ void step_backward(int64_t B, int64_t H, int64_t h0, int64_t h1, const T* acts_t
 
 // The time loop of a recurrence, forward (t = 0 .. T-1) or backward: body(t, h0, h1) runs
 // step t for units [h0, h1) -- its share of the recurrent products' columns, then its gate
-// pass. With `split` (float steps of at least 512 units B x H on the hand gemm) and two or
-// more torch threads, the threads run the whole loop in one parallel region, each on its own
+// pass. With `split` (float steps on the hand gemm whose recurrent products are at least
+// 2^17 multiply-adds: B x H units times unit_macs each) and two or more torch threads, the threads run the whole loop in one parallel region, each on its own
 // 16-unit-aligned units, with one barrier per step (the next step's products read every
 // unit). Issue 14: splitting the product and the gate pass in separate fork-joins cost two
 // fork-joins per step, and at B=16, H=200 on two threads that overhead lost to oneDNN's
 // LSTM. Units are independent (peephole gradients accumulate per unit) and every product
 // element is the same FMA chain whatever its column range, so the split changes no number.
+// The threshold was first 512 units (B x H; measured: steps of 512-2,048 units gain 5-15 %
+// split), which is 2^17 multiply-adds at H=64; in multiply-adds it also splits a batch-1
+// step of H=200 (V: 160 k, FGR: 520 k), whose weights then stream from two cores' caches.
 template <typename Fn>
-void time_loop(int64_t T, int64_t B, int64_t H, bool reverse, bool split, Fn&& body) {
-  constexpr int64_t kMinWork = 512;  // B * H below this: one thread (measured: 512-2,048 gain 5-15 %)
+void time_loop(int64_t T, int64_t B, int64_t H, int64_t unit_macs, bool reverse, bool split,
+               Fn&& body) {
+  constexpr int64_t kMinMacs = int64_t(1) << 17;  // per step, below it: one thread
   const int64_t blocks = (H + 15) / 16;
   int64_t threads = 1;
 #ifdef _OPENMP
-  if (split && B * H >= kMinWork && !at::in_parallel_region()) {
+  if (split && B * H * unit_macs >= kMinMacs && !at::in_parallel_region()) {
     threads = std::min<int64_t>(at::get_num_threads(), blocks);
   }
 #endif
@@ -685,7 +689,8 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& x_in, const at::Tensor& w
       const scalar_t* pw_gg = fgr ? w_gg_tc.data_ptr<scalar_t>() : nullptr;
       dispatch_flags(flags, [&](auto fl) {
         constexpr int64_t Fl = decltype(fl)::value;
-        time_loop(T, B, H, false, split, [&](int64_t t, int64_t h0, int64_t h1) {
+        time_loop(T, B, H, GH + (fgr ? 9 * H : 0), false, split,
+                  [&](int64_t t, int64_t h0, int64_t h1) {
           scalar_t* acts_t = pacts + t * B * GH;
           if (t > 0) {  // recurrent products: pre += y' W_hh^T (+ [i;f;o]' W_gg^T for FGR)
             const scalar_t* yp = py + (t - 1) * B * H;
@@ -834,7 +839,8 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& dy_in, const at::Tensor&
         const scalar_t* pw_gg = fgr ? w_gg.data_ptr<scalar_t>() : nullptr;
         dispatch_flags(flags, [&](auto fl) {
           constexpr int64_t Fl = decltype(fl)::value;
-          time_loop(T, B, H, true, split, [&](int64_t t, int64_t h0, int64_t h1) {
+          time_loop(T, B, H, GH + (fgr ? 9 * H : 0), true, split,
+                    [&](int64_t t, int64_t h0, int64_t h1) {
             if (t < T - 1) {  // dL/dy_t from step t+1: dpre_{t+1} W_hh (and FGR's W_gg)
               const scalar_t* dnext = pdpre + (t + 1) * B * GH;
               // units [h0, h1): their columns of dh (and of each of dg's three blocks)
