@@ -272,6 +272,8 @@ void gemm(bool blas, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T*
 // (input projections, parameter and input gradients). Float CPU tensors with `fast` take the
 // AVX-512 kernel: `a` as it is when its rows or its columns are contiguous (a transposed
 // view), else a copy; `b` row-major (a copy when it is a transposed weight: cheap).
+constexpr int64_t kGemmChunk = 256;  // k rows per chunk of a whole-sequence product
+
 at::Tensor matmul(const at::Tensor& a, const at::Tensor& b, const at::Tensor& add, bool fast) {
   if (kOwnSgemm && fast && a.device().is_cpu() && a.scalar_type() == at::kFloat) {
     const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
@@ -286,8 +288,17 @@ at::Tensor matmul(const at::Tensor& a, const at::Tensor& b, const at::Tensor& ad
     } else if (add.defined()) {
       out.copy_(add.expand({M, N}));
     }
-    sgemm_avx512(ta, M, N, K, ac.data_ptr<float>(), ta ? ac.stride(1) : ac.stride(0),
-                 bc.data_ptr<float>(), N, add.defined(), out.data_ptr<float>(), N);
+    // k in chunks (C stored between them: the same FMA chains, so the same numbers): each
+    // chunk's slabs of A and B stay in L2 while every tile sweeps them. The weight gradients
+    // of long sequences (K = T x B) otherwise stream both from L3 once per tile.
+    const int64_t lda = ta ? ac.stride(1) : ac.stride(0);
+    const float* pa = ac.data_ptr<float>();
+    const float* pb = bc.data_ptr<float>();
+    for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += kGemmChunk) {
+      const int64_t kn = std::min(kGemmChunk, K - k0);
+      sgemm_avx512(ta, M, N, kn, pa + (ta ? k0 * lda : k0), lda, pb + k0 * N, N,
+                   add.defined() || k0 > 0, out.data_ptr<float>(), N);
+    }
     return out;
   }
   return add.defined() ? at::addmm(add, a, b) : at::mm(a, b);
