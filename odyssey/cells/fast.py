@@ -10,13 +10,20 @@ and falls back to the reference loops (PyTorch's kernels for GRU and RNN).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not POSIX
+    fcntl = None  # type: ignore[assignment]
 
 import torch
 from torch import Tensor
@@ -72,14 +79,51 @@ def _build() -> Any:
     except ImportError:
         pass
     cflags = _cflags()
-    # the source's hash in the name: checkouts of different versions (worktrees, upgrades)
-    # sharing one extensions folder never load or overwrite each other's builds
-    digest = hashlib.sha256(_SOURCE.read_bytes()).hexdigest()[:10]
-    name = "odyssey_lstm_" + ("avx512" if "-mavx512f" in cflags
-                              else "avx2" if "-mavx2" in cflags else "base") + "_" + digest
-    cpp_extension.load(name=name, sources=[str(_SOURCE)], extra_cflags=cflags,
-                       extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
+    name = _name(cflags)
+    with _build_lock(build_directory(name)):
+        cpp_extension.load(name=name, sources=[str(_SOURCE)], extra_cflags=cflags,
+                           extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
     return torch.ops.odyssey_lstm
+
+
+def _name(cflags: list[str]) -> str:
+    """The extension's name: its instruction set and the source's hash, so that checkouts of
+    different versions (worktrees, upgrades) sharing one extensions folder never load or
+    overwrite each other's builds."""
+    digest = hashlib.sha256(_SOURCE.read_bytes()).hexdigest()[:10]
+    return "odyssey_lstm_" + ("avx512" if "-mavx512f" in cflags
+                              else "avx2" if "-mavx2" in cflags else "base") + "_" + digest
+
+
+def build_directory(name: str | None = None) -> Path:
+    """Where PyTorch builds and caches the extension (created if missing)."""
+    from torch.utils import cpp_extension
+
+    # a private helper, but the one place that knows PyTorch's folder layout
+    return Path(cpp_extension._get_build_directory(name or _name(_cflags()), False))
+
+
+@contextlib.contextmanager
+def _build_lock(build_dir: Path) -> Iterator[None]:
+    """Hold an exclusive flock on build_dir/odyssey.flock around PyTorch's build-or-load.
+
+    PyTorch's own lock is a file that `load` creates and deletes (even when the build is up to
+    date), with no owner: a process killed inside `load` -- a sweep worker stopped at start-up
+    -- leaves it behind, and every later process waits for it forever. The kernel releases a
+    flock when its process dies, so under it no other Odyssey process is inside `load`, and a
+    `lock` file found there is such a leftover and is removed.
+    """
+    if fcntl is None:  # not POSIX: PyTorch's lock alone
+        yield
+        return
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir / "odyssey.flock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            (build_dir / "lock").unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def extension(required: bool = False) -> Any | None:

@@ -294,3 +294,25 @@ def test_a_sequence_alone_equals_its_row_in_a_batch(variant):
     y2, dx2, _ = _run(layer, torch.cat([x, torch.randn(12, 1, 88)], 1), None,
                       torch.cat([dy, torch.randn(12, 1, 100)], 1))
     assert torch.equal(y1[:, 0], y2[:, 0]) and torch.equal(dx1[:, 0], dx2[:, 0])
+
+
+@needs_ext
+def test_a_lock_left_by_a_killed_build_does_not_hang_the_next_process():
+    """PyTorch's build lock is a bare file; a worker killed inside the extension's load
+    leaves it behind. The next process must load the extension anyway (it used to wait for
+    that file forever)."""
+    import subprocess
+    import sys
+
+    assert fast.extension() is not None  # built and cached
+    stale = fast.build_directory() / "lock"
+    stale.touch()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", "from odyssey.cells import fast; "
+             "assert fast.extension(required=True) is not None"],
+            timeout=300, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert not stale.exists()
+    finally:
+        stale.unlink(missing_ok=True)
