@@ -104,7 +104,7 @@ class FusedPack:
         input noise (training; see `noise_args`)."""
         flat = [t for p in params for t in p]
         out = self.ops.pack_forward(list(xs), list(lengths), flat, list(kinds),
-                                    *noise_args(noises), self.directions, 0)
+                                    *noise_args(noises, len(xs)), self.directions, 0)
         per = 2 + 5 * self.directions
         saved = [out[k * per:(k + 1) * per] for k in range(len(xs))]
         return [s[0] for s in saved], saved
@@ -122,7 +122,7 @@ class FusedPack:
         losses = self.ops.pack_train_step(
             list(xs), list(lengths), list(targets), [t for p in params for t in p],
             [t for b in buffers for t in b], list(lrs), list(momenta), list(kinds),
-            *noise_args(noises), self.directions, 0, _LOSS_CODES[spec.kind],
+            *noise_args(noises, len(xs)), self.directions, 0, _LOSS_CODES[spec.kind],
             spec.ignore_index, self.per_step)
         return losses.tolist()
 
@@ -156,10 +156,9 @@ class FusedPack:
 Noise = tuple[Tensor, float] | None
 
 
-def noise_args(noises: Sequence[Noise] | None) -> tuple[list[Tensor], list[float]]:
+def noise_args(noises: Sequence[Noise] | None, trials: int) -> tuple[list[Tensor], list[float]]:
     """The kernel's noise arguments: a draw tensor (empty: none) and a std per trial."""
-    if noises is None:
-        return [], []
+    noises = noises or [None] * trials
     empty = torch.empty(0)
     return ([n[0] if n else empty for n in noises], [n[1] if n else 0.0 for n in noises])
 

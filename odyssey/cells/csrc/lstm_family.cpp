@@ -268,12 +268,12 @@ void gemm(bool blas, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T*
   if (accumulate) c.add_(prod); else c.copy_(prod);
 }
 
+constexpr int64_t kGemmChunk = 256;  // k rows per chunk of a whole-sequence product
+
 // a (M x K) b (K x N) [+ add, a bias (N) or an (M x N) matrix]: the whole-sequence products
 // (input projections, parameter and input gradients). Float CPU tensors with `fast` take the
 // AVX-512 kernel: `a` as it is when its rows or its columns are contiguous (a transposed
-// view), else a copy; `b` row-major (a copy when it is a transposed weight: cheap).
-constexpr int64_t kGemmChunk = 256;  // k rows per chunk of a whole-sequence product
-
+// view), else a copy; `b` row-major (row_major: a transposed weight is copied).
 at::Tensor matmul(const at::Tensor& a, const at::Tensor& b, const at::Tensor& add, bool fast) {
   if (kOwnSgemm && fast && a.device().is_cpu() && a.scalar_type() == at::kFloat) {
     const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
@@ -554,8 +554,8 @@ void step_backward(int64_t B, int64_t H, int64_t h0, int64_t h1, const T* acts_t
 // The time loop of a recurrence, forward (t = 0 .. T-1) or backward: body(t, h0, h1) runs
 // step t for units [h0, h1) -- its share of the recurrent products' columns, then its gate
 // pass. With `split` (float steps on the hand gemm whose recurrent products are at least
-// 2^17 multiply-adds: B x H units times unit_macs each) and two or more torch threads, the threads run the whole loop in one parallel region, each on its own
-// 16-unit-aligned units, with one barrier per step (the next step's products read every
+// 2^17 multiply-adds: B x H units times unit_macs each) and two or more torch threads, the
+// threads run the whole loop in one parallel region, each on its own 16-unit-aligned units, with one barrier per step (the next step's products read every
 // unit). Issue 14: splitting the product and the gate pass in separate fork-joins cost two
 // fork-joins per step, and at B=16, H=200 on two threads that overhead lost to oneDNN's
 // LSTM. Units are independent (peephole gradients accumulate per unit) and every product
@@ -618,6 +618,12 @@ void dispatch_flags(int64_t flags, Fn&& fn) {
 
 int64_t gate_count(int64_t flags) {
   return 1 + bool(flags & IG) + bool(flags & FG) + bool(flags & OG);
+}
+
+// Multiply-adds per unit and step of a variant's recurrent products (time_loop's split):
+// G columns of H, and FGR's three of 3H.
+int64_t unit_macs(int64_t flags, int64_t H) {
+  return (gate_count(flags) + (flags & FGR ? 9 : 0)) * H;
 }
 
 void check_inputs(const at::Tensor& x, const at::Tensor& w_ih, const at::Tensor& w_hh,
@@ -700,7 +706,7 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& x_in, const at::Tensor& w
       const scalar_t* pw_gg = fgr ? w_gg_tc.data_ptr<scalar_t>() : nullptr;
       dispatch_flags(flags, [&](auto fl) {
         constexpr int64_t Fl = decltype(fl)::value;
-        time_loop(T, B, H, GH + (fgr ? 9 * H : 0), false, split,
+        time_loop(T, B, H, unit_macs(flags, H), false, split,
                   [&](int64_t t, int64_t h0, int64_t h1) {
           scalar_t* acts_t = pacts + t * B * GH;
           if (t > 0) {  // recurrent products: pre += y' W_hh^T (+ [i;f;o]' W_gg^T for FGR)
@@ -850,7 +856,7 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& dy_in, const at::Tensor&
         const scalar_t* pw_gg = fgr ? w_gg.data_ptr<scalar_t>() : nullptr;
         dispatch_flags(flags, [&](auto fl) {
           constexpr int64_t Fl = decltype(fl)::value;
-          time_loop(T, B, H, GH + (fgr ? 9 * H : 0), true, split,
+          time_loop(T, B, H, unit_macs(flags, H), true, split,
                     [&](int64_t t, int64_t h0, int64_t h1) {
             if (t < T - 1) {  // dL/dy_t from step t+1: dpre_{t+1} W_hh (and FGR's W_gg)
               const scalar_t* dnext = pdpre + (t + 1) * B * GH;
@@ -1279,8 +1285,8 @@ void check_pack(const std::vector<at::Tensor>& xs, const std::vector<at::Tensor>
                 int64_t D) {
   const int64_t K = kinds.size();
   TORCH_CHECK(D == 1 || D == 2, "odyssey_pack: directions must be 1 or 2, got ", D);
-  TORCH_CHECK(noises.size() == stds.size() && (noises.empty() || int64_t(noises.size()) == K),
-              "odyssey_pack: expected no input noise or ", K, " noise tensors and stds, got ",
+  TORCH_CHECK(int64_t(noises.size()) == K && int64_t(stds.size()) == K,
+              "odyssey_pack: expected ", K, " noise tensors (empty: none) and stds, got ",
               noises.size(), " and ", stds.size());
   TORCH_CHECK(int64_t(xs.size()) == K && int64_t(lengths.size()) == K &&
                   int64_t(params.size()) == K * params_per_trial(D),
@@ -1300,7 +1306,7 @@ void check_pack(const std::vector<at::Tensor>& xs, const std::vector<at::Tensor>
 // the same numbers; here they cost no Python call per step.
 at::Tensor noisy_input(const at::Tensor& x, const at::Tensor& noise, double std,
                        const at::Tensor& lengths) {
-  if (!noise.defined() || noise.numel() == 0 || std == 0.0) return x;
+  if (noise.numel() == 0 || std == 0.0) return x;
   TORCH_CHECK(noise.sizes() == x.sizes() && noise.scalar_type() == x.scalar_type(),
               "odyssey_pack: input noise must have the input's shape and dtype");
   if (x.size(1) == 1) return noise.mul(std).add_(x);  // one sequence: no padding
@@ -1355,8 +1361,7 @@ std::vector<at::Tensor> pack_forward(const std::vector<at::Tensor>& xs,
   out.reserve(K * saved_per_trial(D));
   for (int64_t k = 0; k < K; ++k) {
     for (auto& t : trial_forward(xs[k], lengths[k], params.data() + k * P, kinds[k], D, mode,
-                                 noises.empty() ? at::Tensor() : noises[k],
-                                 stds.empty() ? 0.0 : stds[k])) {
+                                 noises[k], stds[k])) {
       out.push_back(t);
     }
   }
@@ -1661,8 +1666,7 @@ at::Tensor pack_train_step(const std::vector<at::Tensor>& xs,
   for (int64_t k = 0; k < K; ++k) {
     at::Tensor* p = params.data() + k * P;
     const std::vector<at::Tensor> saved =
-        trial_forward(xs[k], lengths[k], p, kinds[k], D, mode,
-                      noises.empty() ? at::Tensor() : noises[k], stds.empty() ? 0.0 : stds[k]);
+        trial_forward(xs[k], lengths[k], p, kinds[k], D, mode, noises[k], stds[k]);
     auto [loss, g] = trial_loss(saved[0], targets[k], lengths[k], loss_kind, ignore_index,
                                 per_step);
     losses.data_ptr<double>()[k] = loss;
@@ -1720,7 +1724,6 @@ TORCH_LIBRARY(odyssey_lstm, m) {
         " Tensor(a!)[] params, Tensor(b!)[] buffers, float[] lrs, float[] momenta, int[] kinds,"
         " int directions, int mode) -> ()");
   m.def("bce_scores(Tensor logits, Tensor targets, Tensor lengths) -> Tensor");
-  m.impl("bce_scores", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(bce_scores));
   m.def("pack_loss(Tensor[] logits, Tensor[] targets, Tensor[] lengths, int kind,"
         " int ignore_index, bool per_step) -> Tensor[]");
   m.def("pack_train_step(Tensor[] xs, Tensor[] lengths, Tensor[] targets, Tensor(a!)[] params,"
@@ -1729,6 +1732,7 @@ TORCH_LIBRARY(odyssey_lstm, m) {
         " bool per_step) -> Tensor");
   m.impl("pack_forward", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(pack_forward));
   m.impl("pack_loss", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(pack_loss));
+  m.impl("bce_scores", c10::DispatchKey::CompositeExplicitAutograd, TORCH_FN(bce_scores));
   m.impl("pack_train_step", c10::DispatchKey::CompositeExplicitAutograd,
          TORCH_FN(pack_train_step));
   m.impl("pack_backward_step", c10::DispatchKey::CompositeExplicitAutograd,
