@@ -129,6 +129,11 @@ class FinalReport(Callback):
         print(text, flush=True)
         log.info("final table written to %s", spec.sweep_dir / "summary.csv")
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """A config error stops a multirun here, in one line, before any job is launched
+        (or submitted to SLURM), instead of once per worker."""
+        _spec_or_exit(config)
+
     def on_run_end(self, config: DictConfig, job_return: JobReturn | None = None,
                    **kwargs: Any) -> None:
         if job_return is None or job_return.status == JobStatus.COMPLETED:

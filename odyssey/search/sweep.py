@@ -80,6 +80,21 @@ def _defining(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def task_error(name: str, options: dict[str, Any], error: Exception) -> str:
+    """One line for a task whose data did not load: a missing or unreadable file names the
+    config key that holds its path (`task.path: ...`), any other error the task."""
+    cause = error if isinstance(error, OSError) else error.__cause__  # a plugin's, wrapped
+    if isinstance(cause, OSError):
+        text = " ".join(str(cause).split())
+        keys = sorted((k for k, v in options.items() if isinstance(v, str) and v and v in text),
+                      key=lambda k: -len(options[k]))  # the most specific: a path, not a source
+        if keys:
+            return f"task.{keys[0]}: {text}"
+    text = " ".join(str(error).split()) or type(error).__name__
+    kind = "" if isinstance(error, (ValueError, OSError)) else f"{type(error).__name__}: "
+    return f"task {name}: could not load its data: {kind}{text}"
+
+
 def write_config(spec: SweepSpec) -> None:
     """results/<sweep>/config.yaml; refuse to mix trials of a differently defined sweep."""
     spec.sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -260,11 +275,11 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
     report = WorkerReport()
     torch.set_num_threads(spec.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say more
-    write_config(spec)
-    try:
+    try:  # before config.yaml is written: a corrected rerun must not be refused as another sweep
         task = load_task(spec.task_name, **spec.task_options)
-    except ValueError as e:  # bad task options, or a plugin's task that fails to load
-        raise SweepConfigError(f"task: {e}") from e
+    except Exception as e:  # bad options, a missing corpus file, a plugin task's own error
+        raise SweepConfigError(task_error(spec.task_name, spec.task_options, e)) from e
+    write_config(spec)
     if not getattr(task, "metric", ""):
         raise SweepConfigError(f"task {spec.task_name!r} defines no metric")
     storage = open_storage(spec.storage_url, heartbeat_interval=spec.heartbeat_interval,

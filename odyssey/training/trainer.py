@@ -91,6 +91,39 @@ class Hyperparameters:
                    dropout=float(params.get("dropout", 0.0)))
 
 
+def resolve_device(device: str) -> torch.device:
+    """`train.device` as a torch.device: "auto" is CUDA when this PyTorch sees a GPU, else
+    the CPU; any other value is PyTorch's own device string (cpu, cuda, cuda:1, ...)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def check_device(device: str) -> None:
+    """ValueError naming `train.device` when this PyTorch cannot train there, so that the
+    sweep stops before its first trial (a CPU-only build asked for CUDA would otherwise fail
+    inside the first trial with "Torch not compiled with CUDA enabled")."""
+    if not isinstance(device, str):
+        raise ValueError(f"train.device must be auto, cpu or cuda[:N], got {device!r}")
+    try:
+        dev = resolve_device(device)
+    except RuntimeError as e:
+        raise ValueError(f"train.device={device}: {e}; expected auto, cpu or cuda[:N]") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = ("a CPU-only build" if torch.version.cuda is None
+                     else f"built for CUDA {torch.version.cuda}, but it sees no GPU")
+            raise ValueError(f"train.device={device}: this PyTorch ({torch.__version__}) is "
+                             f"{build}; use train.device=cpu or train.device=auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"train.device={device}: this machine has "
+                             f"{torch.cuda.device_count()} GPU(s) (cuda:0 to "
+                             f"cuda:{torch.cuda.device_count() - 1})")
+    elif dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"train.device={device}: only cpu and cuda are supported "
+                         "(or auto: cuda when present, else cpu)")
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """Everything about training that is not searched (the `train` config group)."""
@@ -141,10 +174,13 @@ class TrainSettings:
             raise ValueError(f"train.impl must be one of {', '.join(IMPLS)}, got {self.impl!r}")
         if not self.init_std >= 0:
             raise ValueError(f"train.init_std must be >= 0, got {self.init_std!r}")
-        try:
-            torch.device(self.device)
-        except RuntimeError as e:
-            raise ValueError(f"train.device: {e}") from e
+        check_device(self.device)
+
+    @property
+    def torch_device(self) -> torch.device:
+        """The device trials train on: `device` itself, or for "auto" CUDA when this
+        PyTorch sees a GPU, else the CPU."""
+        return resolve_device(self.device)
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any]) -> TrainSettings:
@@ -384,7 +420,7 @@ def train_pack(task: Task, settings: TrainSettings, next_job: Callable[[], Trial
     """
     if not isinstance(capacity, int) or capacity < 1:
         raise ValueError(f"parallel_trials must be an integer >= 1, got {capacity!r}")
-    device = torch.device(settings.device)
+    device = settings.torch_device
     fused_pack = packed.FusedPack(2 if task.bidirectional else 1, packed.kernel_loss(task),
                                   per_step=settings.loss == "step")
     runs: list[_Run] = []

@@ -29,6 +29,37 @@ def test_config_errors_exit_2_with_the_key_before_training(tmp_path):
     assert not (tmp_path / "bad" / "optuna.journal").exists()
 
 
+def _gpu_this_build_lacks() -> str:
+    """train.device=cuda on a CPU-only PyTorch (the case users meet); a GPU index beyond the
+    machine's where CUDA is present."""
+    import torch
+
+    return "cuda:99" if torch.cuda.is_available() else "cuda"
+
+
+@pytest.mark.parametrize("multirun", [False, True])
+def test_a_device_this_pytorch_lacks_is_one_line_naming_train_device(tmp_path, multirun):
+    device = _gpu_this_build_lacks()
+    args = ["-m", "hydra/launcher=processes", "worker=range(0,2)"] if multirun else []
+    r = run(*args, f"train.device={device}", f"results_dir={tmp_path}", "sweep_name=gpu")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith(f"odyssey-sweep: config error: train.device={device}: ")
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    folder = tmp_path / "gpu"  # stopped before any job, trial or store (Hydra's logs only)
+    assert not (folder / "config.yaml").exists() and not (folder / "optuna.journal").exists()
+    assert not list(folder.glob("logs/*/worker*"))
+
+
+def test_a_missing_corpus_file_is_one_line_naming_task_path(tmp_path):
+    r = run("task.source=jsb_pickle", f"task.path={tmp_path / 'nonexistent.pickle'}",
+            f"results_dir={tmp_path}", "sweep_name=nofile")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr == (f"odyssey-sweep: error: task.path: {tmp_path / 'nonexistent.pickle'}: "
+                        "no such file (source jsb_pickle expects JSB_Chorales.pickle; set "
+                        "path=...)\n")
+    assert not (tmp_path / "nofile" / "config.yaml").exists()
+
+
 @pytest.mark.slow
 def test_two_worker_multirun_on_music_then_resume_and_report(tmp_path):
     subprocess.run([DATA, "build", "music"], check=True, timeout=1800)

@@ -336,3 +336,28 @@ def test_lstmb_and_muts_are_searched_resumed_and_analysed_beside_v(tmp_path):
     assert run(analyze) == 0
     tests = (spec.sweep_dir / "tables" / "variant_tests.csv").read_text()
     assert all(v in tests for v in names)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["task.n_train=abc"], "task toy: could not load its data: .*TypeError"),
+    (["+task.path=/nonexistent/corpus.pickle"], "task.path: "),
+])
+def test_a_task_whose_data_fails_to_load_stops_in_one_line_before_any_trial(
+        tmp_path, monkeypatch, overrides, message):
+    """Any error from a task's loading (bad options, a missing file) is a config error
+    naming the task (or the key whose value it names), and leaves no config.yaml behind,
+    so the corrected command is not refused as another sweep."""
+    import tests.toy
+
+    def missing(path: str = "", **kw):
+        raise FileNotFoundError(f"{path}: no such file")
+
+    if "path" in overrides[0]:
+        monkeypatch.setattr(tests.toy, "load", missing)
+    cfg = toy_config(tmp_path, *SMALL, *overrides)
+    spec = SweepSpec.from_config(cfg)
+    with pytest.raises(SweepConfigError, match=message) as e:
+        run_worker(spec)
+    assert "\n" not in str(e.value)
+    assert not (spec.sweep_dir / "config.yaml").exists()
+    assert not (spec.sweep_dir / "optuna.journal").exists()

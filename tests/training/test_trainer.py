@@ -147,3 +147,35 @@ def _one(batch, b):
     from odyssey.tasks.base import Batch
     n = int(batch.lengths[b])
     return Batch(batch.x[:n, b:b + 1], batch.lengths[b:b + 1], batch.targets[:n, b:b + 1])
+
+
+def test_device_auto_is_cuda_when_present_else_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert TrainSettings(device="auto").torch_device == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert TrainSettings(device="auto").torch_device == torch.device("cuda")
+    assert TrainSettings(device="cpu").torch_device == torch.device("cpu")
+
+
+@pytest.mark.parametrize("device, message", [
+    ("cuda", r"train.device=cuda: this PyTorch \(.*\) is a CPU-only build; use "
+             "train.device=cpu or train.device=auto"),
+    ("cuda:1", "train.device=cuda:1: this PyTorch"),
+    ("gpu", "train.device=gpu: .* expected auto, cpu or cuda"),
+    ("meta", "train.device=meta: only cpu and cuda"),
+])
+def test_a_device_this_pytorch_cannot_use_is_refused_naming_the_key(monkeypatch, device,
+                                                                     message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    with pytest.raises(ValueError, match=message) as e:
+        TrainSettings(device=device)
+    assert "\n" not in str(e.value)
+
+
+def test_a_gpu_index_beyond_the_machines_gpus_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"train.device=cuda:3: this machine has 1 GPU"):
+        TrainSettings(device="cuda:3")
+    TrainSettings(device="cuda:0")  # accepted
