@@ -14,7 +14,7 @@ NOTEBOOK_ARGS ?=
 # lab: JupyterLab's port (it binds to 127.0.0.1 only)
 LAB_PORT ?= 8888
 
-.PHONY: help setup system-deps test test-slow test-all lint bench clean run-sweep analyze \
+.PHONY: help setup system-deps test test-slow test-slurm test-all lint bench clean run-sweep analyze \
 	notebooks lab
 
 # run-sweep: the quick sweep (configs/experiment/quick.yaml) on WORKERS local processes
@@ -28,9 +28,10 @@ EXTRAS     ?=
 
 help:
 	@echo "make setup      create $(VENV), install $(TORCH) then odyssey (TORCH=... to choose another build; EXTRAS=cluster for PostgreSQL/SLURM)"
-	@echo "make system-deps  Debian packages the speech corpus and tests need (flite, wamerican, postgresql), as root"
+	@echo "make system-deps  Debian packages the speech corpus and tests need (flite, wamerican, postgresql, SLURM, MariaDB), as root"
 	@echo "make test       run the default (fast) test suite, setting up first if needed"
 	@echo "make test-slow  run the slow end-to-end tests"
+	@echo "make test-slurm sweeps through real sbatch on a throwaway SLURM cluster (root)"
 	@echo "make analyze    analyse results/$(SWEEP) into report.md, figures/, tables/ (SWEEP=name)"
 	@echo "make notebooks  execute notebooks/ on results/$(SWEEP) into its notebooks/ (.ipynb + .html)"
 	@echo "make lab        JupyterLab on notebooks/ at 127.0.0.1:$(LAB_PORT) (installs .[notebooks] once)"
@@ -49,18 +50,23 @@ $(STAMP): pyproject.toml
 setup: system-deps $(STAMP)
 
 # flite synthesises the speech task's embedded corpus from words in wamerican's list;
-# postgresql gives the tests a throwaway server (tests/search/pg.py; never the default cluster).
+# postgresql gives the tests a throwaway server (tests/search/pg.py; never the default cluster);
+# slurmctld, slurmd, slurm-client, slurmdbd and mariadb-server a throwaway SLURM cluster with
+# accounting (tests/search/slurm.py; never /etc/slurm nor the machine's own MariaDB).
 # Installed when missing and running as root with apt; otherwise a note says how.
-SYSTEM_DEPS_OK := $(shell command -v flite >/dev/null 2>&1 && test -f /usr/share/dict/words && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && echo yes)
+# (Debian's packages start no service here: their daemons run only inside the tests.)
+APT_DEPS := flite wamerican postgresql slurmctld slurmd slurm-client slurmdbd mariadb-server
+SYSTEM_DEPS_OK := $(shell command -v flite >/dev/null 2>&1 && test -f /usr/share/dict/words && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && test -x /usr/sbin/slurmctld -a -x /usr/sbin/slurmd -a -x /usr/sbin/slurmdbd -a -x /usr/sbin/mariadbd && command -v sbatch >/dev/null 2>&1 && echo yes)
 system-deps:
 ifeq ($(SYSTEM_DEPS_OK),yes)
 	@:
 else
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq flite wamerican postgresql; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_DEPS); \
 	else \
 		echo "note: the speech task's embedded corpus needs flite and wamerican, the" \
-		     "PostgreSQL tests postgresql: sudo apt-get install flite wamerican postgresql"; \
+		     "PostgreSQL tests postgresql, the SLURM tests (make test-slurm) slurmctld slurmd" \
+		     "slurm-client slurmdbd mariadb-server: sudo apt-get install $(APT_DEPS)"; \
 	fi
 endif
 
@@ -70,8 +76,12 @@ test: system-deps $(STAMP)
 test-slow: system-deps $(STAMP)
 	$(PY) -m pytest -m slow
 
+# the sweeps through real sbatch on a throwaway SLURM cluster (tests/search/test_slurm.py)
+test-slurm: system-deps $(STAMP)
+	$(PY) -m pytest -m slurm
+
 test-all: system-deps $(STAMP)
-	$(PY) -m pytest -m "slow or not slow"
+	$(PY) -m pytest -m "slow or not slow or slurm"
 
 analyze: $(STAMP)
 	$(VENV)/bin/odyssey-analyze sweep_name=$(SWEEP) $(ANALYZE_ARGS)
