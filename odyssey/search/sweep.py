@@ -82,7 +82,8 @@ def _defining(config: dict[str, Any]) -> dict[str, Any]:
 
 def task_error(name: str, options: dict[str, Any], error: Exception) -> str:
     """One line for a task whose data did not load: a missing or unreadable file names the
-    config key that holds its path (`task.path: ...`), any other error the task."""
+    config key that holds its path (`task.path: ...`); a bad option or a plugin task's error
+    says so itself; any other error names the task and the error's type."""
     cause = error if isinstance(error, OSError) else error.__cause__  # a plugin's, wrapped
     if isinstance(cause, OSError):
         text = " ".join(str(cause).split())
@@ -91,8 +92,9 @@ def task_error(name: str, options: dict[str, Any], error: Exception) -> str:
         if keys:
             return f"task.{keys[0]}: {text}"
     text = " ".join(str(error).split()) or type(error).__name__
-    kind = "" if isinstance(error, (ValueError, OSError)) else f"{type(error).__name__}: "
-    return f"task {name}: could not load its data: {kind}{text}"
+    if isinstance(error, ValueError):  # a bad option, or a plugin task's error (named there)
+        return f"task: {text}"
+    return f"task {name}: could not load its data: {type(error).__name__}: {text}"
 
 
 def write_config(spec: SweepSpec) -> None:

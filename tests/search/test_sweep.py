@@ -339,7 +339,7 @@ def test_lstmb_and_muts_are_searched_resumed_and_analysed_beside_v(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["task.n_train=abc"], "task toy: could not load its data: .*TypeError"),
+    (["task.n_train=abc"], "task: task 'toy' of plugin 'tests' failed to load .*TypeError"),
     (["+task.path=/nonexistent/corpus.pickle"], "task.path: "),
 ])
 def test_a_task_whose_data_fails_to_load_stops_in_one_line_before_any_trial(
@@ -361,3 +361,13 @@ def test_a_task_whose_data_fails_to_load_stops_in_one_line_before_any_trial(
     assert "\n" not in str(e.value)
     assert not (spec.sweep_dir / "config.yaml").exists()
     assert not (spec.sweep_dir / "optuna.journal").exists()
+
+
+def test_a_built_in_tasks_unexpected_error_names_the_task_and_the_error():
+    from odyssey.search.sweep import task_error
+
+    assert task_error("music", {"source": "music21"}, RuntimeError("boom\nline two")) == \
+        "task music: could not load its data: RuntimeError: boom line two"
+    missing = FileNotFoundError("/data/x.pickle: no such file")
+    assert task_error("music", {"source": "jsb_pickle", "path": "/data/x.pickle"}, missing) \
+        == "task.path: /data/x.pickle: no such file"
