@@ -4,6 +4,7 @@
     odyssey-sweep -m hydra/launcher=processes 'worker=range(0,2)'
     odyssey-sweep experiment=greff task=music variants=[V,NP] trials_per_variant=4
     odyssey-sweep report_only=true                  # print the table of an existing sweep
+    odyssey-sweep experiment=greff plan=true plan_workers=64   # what it will cost (no training)
 
 Options are the keys of configs/config.yaml and its groups (README "The sweep").
 
@@ -30,11 +31,12 @@ from omegaconf import DictConfig
 
 from ..config import CONFIG_DIR
 from .liveness import WorkerId
+from .plan import calibrate, format_plan, make_plan
 from .progress import counts_toward_n
 from .running import EXIT_UNFINISHED, classify_running, unfinished, unwatched_message
 from .spec import SweepConfigError, SweepSpec
 from .storage import StorageURLError, mask_secrets, open_storage
-from .sweep import final_report, load_studies, run_worker
+from .sweep import final_report, load_studies, open_task, run_worker
 
 log = logging.getLogger("odyssey.sweep")
 
@@ -81,6 +83,9 @@ def sweep(cfg: DictConfig) -> None:
     spec = _spec_or_exit(cfg)
     if cfg.get("report_only", False):
         return
+    if cfg.get("plan", False):
+        _plan_or_exit(cfg, spec)
+        return
     try:
         report = run_worker(spec)
     except (SweepConfigError, StorageURLError) as e:
@@ -91,6 +96,29 @@ def sweep(cfg: DictConfig) -> None:
               "still run on workers this one cannot watch (see the message above)",
               file=sys.stderr)
         sys.exit(EXIT_UNFINISHED)
+
+
+def _plan_or_exit(cfg: DictConfig, spec: SweepSpec) -> None:
+    """plan=true: calibrate (or read the cache), print the plan, train nothing."""
+    workers, epochs = cfg.get("plan_workers", 1), cfg.get("plan_epochs")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        print(f"odyssey-sweep: config error: plan_workers must be an integer >= 1, got "
+              f"{workers!r}", file=sys.stderr)
+        sys.exit(2)
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int | float)
+                               or epochs <= 0):
+        print(f"odyssey-sweep: config error: plan_epochs must be null or a number > 0, got "
+              f"{epochs!r}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        task = open_task(spec)
+        studies = load_studies(spec, open_storage(spec.storage_url)) \
+            if (spec.sweep_dir / "config.yaml").exists() else {}
+        calibration = calibrate(spec, task)
+    except (SweepConfigError, StorageURLError) as e:
+        print(f"odyssey-sweep: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(format_plan(make_plan(spec, task, workers, epochs, calibration, studies)), flush=True)
 
 
 def verdict(spec: SweepSpec) -> tuple[int, str]:
@@ -117,6 +145,8 @@ class FinalReport(Callback):
     """Print the best-per-variant table once all of a run's or multirun's workers end."""
 
     def _report(self, config: DictConfig) -> None:
+        if config.get("plan", False):  # a plan trains nothing: no table
+            return
         try:
             spec = SweepSpec.from_config(config)
         except SweepConfigError as e:  # the job has said what is wrong; say it once here
@@ -144,7 +174,7 @@ class FinalReport(Callback):
         docstring): with a keep-going launcher (hydra/launcher=processes, submitit_local,
         slurm) a single worker's death does not decide it."""
         self._report(config)
-        if config.get("report_only", False):
+        if config.get("report_only", False) or config.get("plan", False):
             return
         try:
             spec = SweepSpec.from_config(config)

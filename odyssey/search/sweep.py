@@ -32,6 +32,7 @@ from optuna.trial import TrialState
 from ..tasks import Task, load_task
 from ..training import Hyperparameters, TrainResult, TrialJob, train_pack
 from .liveness import Heartbeat, WorkerId
+from .plan import calibrate, estimate_line, make_plan, record_estimate
 from .progress import (
     best_so_far,
     collect,
@@ -95,6 +96,17 @@ def task_error(name: str, options: dict[str, Any], error: Exception) -> str:
     if isinstance(error, ValueError):  # a bad option, or a plugin task's error (named there)
         return f"task: {text}"
     return f"task {name}: could not load its data: {type(error).__name__}: {text}"
+
+
+def open_task(spec: SweepSpec) -> Task:
+    """The sweep's task, loaded; any loading error as a one-line SweepConfigError."""
+    try:
+        task = load_task(spec.task_name, **spec.task_options)
+    except Exception as e:  # bad options, a missing corpus file, a plugin task's own error
+        raise SweepConfigError(task_error(spec.task_name, spec.task_options, e)) from e
+    if not getattr(task, "metric", ""):
+        raise SweepConfigError(f"task {spec.task_name!r} defines no metric")
+    return task
 
 
 def write_config(spec: SweepSpec) -> None:
@@ -277,17 +289,15 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
     report = WorkerReport()
     torch.set_num_threads(spec.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say more
-    try:  # before config.yaml is written: a corrected rerun must not be refused as another sweep
-        task = load_task(spec.task_name, **spec.task_options)
-    except Exception as e:  # bad options, a missing corpus file, a plugin task's own error
-        raise SweepConfigError(task_error(spec.task_name, spec.task_options, e)) from e
+    task = open_task(spec)  # before config.yaml: a corrected rerun is not another sweep
     write_config(spec)
-    if not getattr(task, "metric", ""):
-        raise SweepConfigError(f"task {spec.task_name!r} defines no metric")
     storage = open_storage(spec.storage_url, heartbeat_interval=spec.heartbeat_interval,
                            grace_period=spec.grace_period)
     sampler = make_sampler(spec.sampler, spec.seed, spec.worker, spec.n_startup_trials)
     studies = open_studies(spec, task, storage, sampler)
+    calibration = calibrate(spec, task, cached_only=True)  # from an earlier plan=true
+    if calibration is not None:  # the estimate at the start, for the final table
+        record_estimate(spec, make_plan(spec, task, 1, None, calibration, studies))
     me = WorkerId.current(spec.worker)
     n = spec.trials_per_variant
     log.info("worker %d (pid %d) on sweep %s: task %s, %d variants x %d trials, %d at once, "
@@ -422,4 +432,5 @@ def final_report(spec: SweepSpec, write: bool = True) -> str:
     head = (f"sweep {spec.sweep_name} ({spec.task_name}): {total}/{spec.total_trials} trials "
             f"finished; best validation {label} per variant and the test score of that "
             "trial; untrained: complete trials that never beat the task's trivial baseline")
-    return head + "\n" + format_summary(frame)
+    timing = estimate_line(spec, studies)
+    return head + "\n" + format_summary(frame) + (f"\n{timing}" if timing else "")
