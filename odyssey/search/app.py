@@ -118,7 +118,7 @@ def _plan_or_exit(cfg: DictConfig, spec: SweepSpec) -> None:
     except (SweepConfigError, StorageURLError) as e:
         print(f"odyssey-sweep: error: {e}", file=sys.stderr)
         sys.exit(2)
-    print(format_plan(make_plan(spec, task, workers, epochs, calibration, studies)), flush=True)
+    print(format_plan(make_plan(spec, workers, epochs, calibration, studies)), flush=True)
 
 
 def verdict(spec: SweepSpec) -> tuple[int, str]:

@@ -114,6 +114,8 @@ def calibrate(spec: SweepSpec, task: Task, *, cached_only: bool = False
     the cache or measured now (None with `cached_only` when one is not cached)."""
     cache = _load_cache()
     out: dict[str, list[dict[str, float]]] = {}
+    if cached_only and not isinstance(spec.distributions.get("hidden_size"), IntDistribution):
+        return None  # a space the planner cannot calibrate: the sweep records no estimate
     settings = replace(spec.train, max_epochs=CALIBRATION_EPOCHS,
                        patience=CALIBRATION_EPOCHS + 1)
     changed = False
@@ -191,7 +193,7 @@ class Plan:
         return self.trial_seconds / max(1, min(self.workers, trials))
 
 
-def make_plan(spec: SweepSpec, task: Task, workers: int, epochs: float | None,
+def make_plan(spec: SweepSpec, workers: int, epochs: float | None,
               calibration: dict[str, list[dict[str, float]]],
               studies: dict[str, optuna.Study] | None = None) -> Plan:
     """The plan from a calibration; finished trials of the sweep, if any, give the epochs."""

@@ -295,9 +295,12 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
                            grace_period=spec.grace_period)
     sampler = make_sampler(spec.sampler, spec.seed, spec.worker, spec.n_startup_trials)
     studies = open_studies(spec, task, storage, sampler)
-    calibration = calibrate(spec, task, cached_only=True)  # from an earlier plan=true
-    if calibration is not None:  # the estimate at the start, for the final table
-        record_estimate(spec, make_plan(spec, task, 1, None, calibration, studies))
+    try:  # the estimate at the start, for the final table, from an earlier plan=true
+        calibration = calibrate(spec, task, cached_only=True)
+        if calibration is not None:
+            record_estimate(spec, make_plan(spec, 1, None, calibration, studies))
+    except OSError as e:  # an estimate is a convenience: never a reason to stop a sweep
+        log.warning("no time estimate recorded: %s", e)
     me = WorkerId.current(spec.worker)
     n = spec.trials_per_variant
     log.info("worker %d (pid %d) on sweep %s: task %s, %d variants x %d trials, %d at once, "
