@@ -15,7 +15,7 @@ NOTEBOOK_ARGS ?=
 LAB_PORT ?= 8888
 
 .PHONY: help setup system-deps test test-slow test-all lint bench clean run-sweep analyze \
-	notebooks lab docs
+	notebooks lab reproduce docs
 
 # run-sweep: the quick sweep (configs/experiment/quick.yaml) on WORKERS local processes
 # (hydra/launcher=processes: one killed worker leaves the others running);
@@ -37,6 +37,7 @@ help:
 	@echo "make lint       ruff"
 	@echo "make docs       the documentation site into site/, strictly (installs .[docs] once)"
 	@echo "make run-sweep  build the $(TASK) corpus if needed, run the quick sweep on WORKERS=$(WORKERS) processes"
+	@echo "make reproduce  the quick study on music, speech and handwriting, then one cross-task report"
 	@echo "make bench      speed benchmarks (results/bench/)"
 
 $(STAMP): pyproject.toml
@@ -104,10 +105,26 @@ docs: $(STAMP)
 		$(PY) -m pip install -e ".[docs]"
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
+# the workers build the corpus the sweep's config names (the quick study's own sizes) when it
+# is missing: one builds under a lock while the other waits
 run-sweep: system-deps $(STAMP)
-	$(VENV)/bin/odyssey-data build $(TASK)
 	$(VENV)/bin/odyssey-sweep --multirun hydra/launcher=processes hydra.launcher.n_jobs=$(WORKERS) \
 		'worker=range(0,$(WORKERS))' task=$(TASK) $(SWEEP_ARGS)
+
+# reproduce: the quick study (experiment=quick) on each of REPRO_TASKS, each its own sweep
+# quick-<task> (a finished one is not run again; an interrupted one resumes), then one report
+# over all of them in results/quick-music+quick-speech+quick-handwriting/. SWEEP_ARGS
+# reaches every sweep; ANALYZE_ARGS the analysis.
+REPRO_TASKS ?= music speech handwriting
+REPRO_SWEEPS = [$(subst $(space),$(comma),$(foreach t,$(REPRO_TASKS),quick-$(t)))]
+empty :=
+space := $(empty) $(empty)
+reproduce: system-deps $(STAMP)
+	@for t in $(REPRO_TASKS); do \
+		echo "== make reproduce: the quick study on $$t"; \
+		$(MAKE) --no-print-directory run-sweep TASK=$$t || exit $$?; \
+	done
+	$(VENV)/bin/odyssey-analyze 'sweep_name=$(REPRO_SWEEPS)' $(ANALYZE_ARGS)
 
 clean:
 	rm -rf $(VENV) build site *.egg-info
