@@ -114,16 +114,16 @@ run-sweep: system-deps $(STAMP)
 # reproduce: the quick study (experiment=quick) on each of REPRO_TASKS, each its own sweep
 # quick-<task> (a finished one is not run again; an interrupted one resumes), then one report
 # over all of them in results/quick-music+quick-speech+quick-handwriting/. SWEEP_ARGS
-# reaches every sweep; ANALYZE_ARGS the analysis.
+# reaches every sweep, SWEEP_ARGS_<task> one task's (e.g. SWEEP_ARGS_speech="task.source=timit
+# task.path=/data/timit"); ANALYZE_ARGS the analysis.
 REPRO_TASKS ?= music speech handwriting
-REPRO_SWEEPS = [$(subst $(space),$(comma),$(foreach t,$(REPRO_TASKS),quick-$(t)))]
 empty :=
 space := $(empty) $(empty)
+REPRO_SWEEPS = [$(subst $(space),$(comma),$(strip $(foreach t,$(REPRO_TASKS),quick-$(t))))]
 reproduce: system-deps $(STAMP)
-	@for t in $(REPRO_TASKS); do \
-		echo "== make reproduce: the quick study on $$t"; \
-		$(MAKE) --no-print-directory run-sweep TASK=$$t || exit $$?; \
-	done
+	@$(foreach t,$(REPRO_TASKS),echo "== make reproduce: the quick study on $(t)" && \
+		$(MAKE) --no-print-directory run-sweep TASK=$(t) \
+		SWEEP_ARGS="$(SWEEP_ARGS) $(SWEEP_ARGS_$(t))" && ) true
 	$(VENV)/bin/odyssey-analyze 'sweep_name=$(REPRO_SWEEPS)' $(ANALYZE_ARGS)
 
 clean:
