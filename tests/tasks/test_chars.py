@@ -65,7 +65,7 @@ def test_ptb_reader_on_fixture_files(tmp_path):
     folder = _ptb(tmp_path / "ptb")
     data = charseq.read_ptb(folder)
     assert data["train"] == ["the cat sat on the mat", "a <unk> dog ran"]
-    task = load_task("lm", source="ptb", path=str(folder), length=10, min_count=1)
+    task = load_task("lm", source="ptb", path=str(folder), length=20, min_count=1)
     assert task.splits["valid"].frames == len("the dog sat") - 1
 
 
