@@ -131,7 +131,7 @@ def report(sweep_dir: Path, top: int = 10) -> Path:
     for k, row in ranked.head(top).iterrows():
         rel = " | ".join(_num(row.get(f"rel/{t}")) for t in tasks)
         lines.append(f"| {k + 1} | `{row[scores.HASH_ATTR]}` | {_num(row['score'])} | {rel} "
-                     f"| {row['evaluations']} | {row['parent'] or ''} |")
+                     f"| {row['evaluations']} | {_parent(row['parent'])} |")
     lines.append("")
     for k, row in ranked.head(top).iterrows():
         g = parse_canonical(row[scores.ARCH_ATTR])
@@ -142,6 +142,10 @@ def report(sweep_dir: Path, top: int = 10) -> Path:
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _parent(value) -> str:
+    return f"`{value}`" if isinstance(value, str) else ""
 
 
 def _num(value) -> str:
