@@ -117,3 +117,54 @@ def test_mutation_is_reproducible_from_the_generator():
     a = m.mutate(known("V"), np.random.default_rng(7))
     b = m.mutate(known("V"), np.random.default_rng(7))
     assert a.hash == b.hash and a.steps == b.steps
+
+
+def _mutants(n, seed=1):
+    rng = np.random.default_rng(seed)
+    out, g = [], known("V")
+    for k in range(n):
+        child = m.mutate(g, rng).graph
+        out.append(child)
+        if k % 3 == 0:
+            g = child
+    return out, rng
+
+
+def test_a_respelled_mutant_keeps_its_hash():
+    mutants, rng = _mutants(40)
+    for child in mutants:
+        names = list(child.nodes)
+        rename = {n: f"z{k}" for k, n in zip(rng.permutation(len(names)), names, strict=True)}
+        nodes = {}
+        for k in rng.permutation(len(names)):
+            node = child.nodes[names[k]]
+            inputs = tuple(rename.get(i, i) for i in node.inputs)
+            if node.op in ("add", "mul", "linear") and rng.uniform() < 0.5:
+                inputs = inputs[::-1]
+            nodes[rename[names[k]]] = Node(node.op, inputs, node.bias, node.value)
+        spelled = Graph(nodes, {o: rename[v] for o, v in child.outputs.items()})
+        assert architecture_hash(spelled) == architecture_hash(child)
+
+
+def test_mutants_compile_and_the_fast_loop_equals_the_step():
+    import torch
+
+    from odyssey.cells.dropout import NO_DROPOUT
+    from odyssey.cells.graph import parameter_shapes
+    from odyssey.cells.graph.compile import CompiledGraph
+
+    mutants, _ = _mutants(20, seed=4)
+    torch.manual_seed(0)
+    for child in mutants:
+        compiled = CompiledGraph(child)
+        p = {k: torch.randn(s, dtype=torch.float64) * 0.3
+             for k, s in parameter_shapes(child, 3, 4).items()}
+        x = torch.randn(5, 2, 3, dtype=torch.float64)
+        zeros = torch.zeros(2, 4, dtype=torch.float64)
+        state = (zeros, zeros) if child.memory else zeros
+        steps = []
+        for t in range(5):
+            state = compiled.step(p, x[t], state, NO_DROPOUT)
+            steps.append(state[0] if child.memory else state)
+        torch.testing.assert_close(compiled.fast(p, x), torch.stack(steps), rtol=1e-10,
+                                   atol=1e-10, equal_nan=True)
