@@ -6,8 +6,9 @@ and the export of an evolved architecture as a plugin cell (docs/evolve.md).
     odyssey-evolve report X [--results-dir results] [--top 10]
     odyssey-evolve export X [--rank 1] [--name EVO1] [--out results/X/evo1.py]
 
-Exit status: 0 when the evolution holds its evaluations, 2 for a config error, 1 when a
-run ends unfinished (run the same command again: finished evaluations are kept).
+Exit status: 0 when the worker ends with the evolution holding its evaluations, 2 for a
+config error, 3 when trials still run on workers it cannot watch (journal store, other
+machines). A run that stops early can be run again: finished evaluations are kept.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..config import CONFIG_DIR
 from ..evolve.export import write_plugin
 from ..evolve.loop import EvolveSpec, run_worker
 from ..evolve.scores import ARCH_ATTR, HASH_ATTR
+from ..search.running import EXIT_UNFINISHED
 from ..search.spec import SweepConfigError
 from ..search.storage import StorageURLError
 
@@ -38,10 +40,14 @@ def run(cfg: DictConfig) -> None:
     """One worker; then, when the evolution is complete, its report."""
     try:
         spec = EvolveSpec.from_config(cfg)
-        run_worker(spec)
+        report = run_worker(spec)
     except (SweepConfigError, StorageURLError) as e:
         print(f"odyssey-evolve: config error: {e}", file=sys.stderr)
         sys.exit(2)
+    if report.unfinished:  # the worker has logged what is left and what to do
+        print(f"odyssey-evolve: exit status {EXIT_UNFINISHED}: trials still run on workers "
+              "this one cannot watch (see the message above)", file=sys.stderr)
+        sys.exit(EXIT_UNFINISHED)
     _, study, frame = evolution.load(spec.sweep_dir)
     finished = int((frame["state"] != "RUNNING").sum()) if not frame.empty else 0
     if finished >= spec.evaluations:

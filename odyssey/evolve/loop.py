@@ -47,7 +47,7 @@ from ..cells.graph import (
 from ..cells.graph.compile import cell_name
 from ..search.liveness import Heartbeat, WorkerId
 from ..search.progress import counts_toward_n
-from ..search.running import classify_running
+from ..search.running import classify_running, unwatched_message
 from ..search.space import (
     SearchSpaceError,
     TrialSeededRandomSampler,
@@ -97,6 +97,8 @@ class EvolveSpec:
     distributions: dict[str, BaseDistribution]
     storage_url: str
     config: dict[str, Any]
+    heartbeat_interval: int | None = None
+    grace_period: int | None = None
 
     @property
     def sweep_dir(self) -> Path:
@@ -159,6 +161,14 @@ class EvolveSpec:
             url = resolve_url(url)
         except StorageURLError as e:
             raise SweepConfigError(f"storage.url: {e}") from e
+        beats = {}
+        for key in ("heartbeat_interval", "grace_period"):
+            value = c["storage"].get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise SweepConfigError(f"storage.{key} must be null or an integer >= 1 "
+                                       f"(seconds), got {value!r}")
+            beats[key] = value
         resolved = mask_secrets(c)
         resolved["storage"]["url"] = mask_url(url)
         results_dir = Path(str(c["results_dir"])).expanduser().resolve()
@@ -171,7 +181,7 @@ class EvolveSpec:
             max_draws=_int(ev, "max_draws", 1, "evolve."), seed=_int(c, "seed", 0),
             worker=_int(c, "worker", 0) if "worker" in c else 0,
             threads=_int(c, "threads", 1) if "threads" in c else 1, train=settings,
-            distributions=dists, storage_url=url, config=resolved)
+            distributions=dists, storage_url=url, config=resolved, **beats)
 
 
 def _int(c: dict, key: str, minimum: int, prefix: str = "") -> int:
@@ -239,6 +249,8 @@ class EvolveReport:
     claims_lost: int = 0
     stale_replaced: int = 0
     seconds: float = 0.0
+    # trials still run on workers this one cannot watch (journal store, other machines)
+    unfinished: str = ""
 
 
 def open_study(spec: EvolveSpec, storage) -> optuna.Study:
@@ -312,8 +324,11 @@ def run_worker(spec: EvolveSpec, *, max_trials: int | None = None) -> EvolveRepo
                  for k, o in spec.tasks.items()}
     except ValueError as e:
         raise SweepConfigError(f"tasks: {e}") from e
-    storage = open_storage(spec.storage_url)
+    storage = open_storage(spec.storage_url, heartbeat_interval=spec.heartbeat_interval,
+                           grace_period=spec.grace_period)
     study = open_study(spec, storage)
+    beats = storage.get_heartbeat_interval() if hasattr(
+        storage, "get_heartbeat_interval") else None
     me = WorkerId.current(spec.worker)
     studies = {STUDY: study}
     n = spec.evaluations
@@ -321,17 +336,26 @@ def run_worker(spec: EvolveSpec, *, max_trials: int | None = None) -> EvolveRepo
              spec.worker, me.pid, spec.sweep_name, n, ", ".join(spec.tasks),
              mask_url(spec.storage_url))
     while max_trials is None or report.evaluations < max_trials:
-        report.stale_replaced += fail_stale_trials(studies, me)
+        report.stale_replaced += fail_stale_trials(studies, me, spec.grace_period)
         if _counted(study) >= n:
-            running = [r for r in classify_running(studies, me)
+            running = [r for r in classify_running(studies, me, spec.grace_period)
                        if r.verdict.state != "stale" and not me.same_process(r.verdict.owner)]
             if not running:
                 break
-            time.sleep(1.0)  # wait: a worker that dies now leaves a slot to refill
+            unwatched = [r for r in running
+                         if r.verdict.state == "elsewhere" and r.verdict.owner is not None]
+            if unwatched and not beats:  # a journal keeps no heartbeats: cannot be judged
+                report.unfinished = unwatched_message(unwatched, spec.worker)
+                log.warning(report.unfinished)
+                break
+            # wait: a worker that dies now leaves a slot to refill
+            time.sleep(beats if beats and unwatched else 1.0)
             continue
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
             trial = study.ask()
+        if beats:  # at once, so a worker dying before its first beat is still seen
+            storage.record_heartbeat(trial._trial_id)
         trial.set_user_attr("worker", me.as_dict())
         if not _claim_holds(study, trial.number, n):
             trial.set_user_attr("fail_kind", "claim_lost")
