@@ -80,16 +80,41 @@ def architectures(frame: pd.DataFrame, tasks: list[str], baseline: str | None
 
 
 def history(frame: pd.DataFrame, tasks: list[str], baseline: str | None) -> pd.DataFrame:
-    """Best score so far after each finished evaluation, in trial-number order (the score
-    of each architecture recomputed from the evaluations up to that point)."""
-    done = frame[frame["state"] != "RUNNING"].sort_values("number")
+    """Best score so far after each finished evaluation, in trial-number order: each
+    architecture's score as `architectures` would give it from the evaluations up to that
+    point (kept incrementally: an architecture's best goodness only grows, and all scores
+    are recomputed when the baseline's does)."""
+    done = frame[frame["state"] != "RUNNING"].sort_values("number") if not frame.empty \
+        else frame
+    best: dict[str, dict[str, float]] = {}
+    score: dict[str, float] = {}
+    base = dict.fromkeys(tasks, math.nan)
+
+    def rel(h: str) -> float:
+        values = []
+        for t in tasks:
+            g = best[h].get(t, math.nan)
+            d = base[t] if math.isfinite(base[t]) and base[t] > 0 else 1.0
+            values.append(g / d)
+        return math.nan if any(math.isnan(v) for v in values) else min(values)
+
     rows = []
-    for k in range(1, len(done) + 1):
-        table = architectures(done.iloc[:k], tasks, baseline)
-        best = table["score"].max() if not table.empty else math.nan
-        rows.append({"evaluation": k, "number": int(done.iloc[k - 1]["number"]),
-                     "best_score": float(best)})
-    return pd.DataFrame(rows)
+    for k, (_, row) in enumerate(done.iterrows(), start=1):
+        h = row[HASH_ATTR]
+        mine = best.setdefault(h, {})
+        for t in tasks:
+            g = row.get(f"g/{t}", math.nan)
+            if g is not None and not (isinstance(g, float) and math.isnan(g)):
+                mine[t] = max(mine.get(t, -math.inf), float(g))
+        if h == baseline and any(mine.get(t, math.nan) != base[t] for t in tasks):
+            base = {t: mine.get(t, math.nan) for t in tasks}
+            score = {a: rel(a) for a in best}
+        else:
+            score[h] = rel(h)
+        finite = [v for v in score.values() if not math.isnan(v)]
+        rows.append({"evaluation": k, "number": int(row["number"]),
+                     "best_score": max(finite) if finite else math.nan})
+    return pd.DataFrame(rows, columns=["evaluation", "number", "best_score"])
 
 
 def load(study: optuna.Study) -> pd.DataFrame:

@@ -150,3 +150,18 @@ def test_two_workers_killed_once_and_rerun_end_with_exactly_n(tmp_path):
     assert len(counted) == n and all(t.state != TrialState.RUNNING for t in counted)
     assert any(t.user_attrs.get("fail_kind") == "stale" for t in trials)
     assert len({t.user_attrs[scores.HASH_ATTR] for t in counted}) >= 3
+
+
+def test_history_equals_recomputing_the_table_at_each_step():
+    rng = np.random.default_rng(0)
+    names = ["GRU", "V", "NP", "MUT1", "GRU", "V", "MUT2", "GRU", "NP", "V"]
+    rows = [_row(k, n, "FAIL" if k == 5 else "COMPLETE", g=float(rng.uniform()))
+            for k, n in enumerate(names)]
+    for r in rows:
+        r["g/lm"] = float(rng.uniform())
+    frame = pd.DataFrame(rows)
+    tasks, base = ["arith", "xml", "lm"], architecture_hash(known("GRU"))
+    hist = scores.history(frame, tasks, base)
+    for k in range(1, len(frame) + 1):
+        expected = scores.architectures(frame.iloc[:k], tasks, base)["score"].max()
+        assert hist.iloc[k - 1]["best_score"] == pytest.approx(expected)
