@@ -119,7 +119,7 @@ def report(sweep_dir: Path, top: int = 10) -> Path:
     finished = int((frame["state"] != "RUNNING").sum()) if not frame.empty else 0
     lines = [f"# Evolution {config['sweep_name']}", "",
              f"{finished} finished evaluations of {config['evaluations']} "
-             f"({int((frame['state'] == 'FAIL').sum()) if not frame.empty else 0} diverged), "
+             f"({int(frame['diverged'].sum()) if not frame.empty else 0} diverged on a task), "
              f"{len(ranked)} architectures; tasks {', '.join(tasks)}. Score: the minimum "
              "over the tasks of the best validation accuracy (lm: 1/perplexity) relative to "
              "the baseline's (GRU = 1).", ""]

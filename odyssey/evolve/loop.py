@@ -2,7 +2,8 @@
 
 Each evaluation is one trial of the study "<sweep_name>/evolve": an architecture (user
 attributes `architecture`, its canonical string, and `architecture_hash`; `parent` and
-`mutation` for a mutant; `kind`: seed, reevaluate or mutate), hyperparameters from the
+`mutation` for a mutant; `kind`: seed, reevaluate or mutate; `diverged`: the tasks on
+which training diverged, each scored 0), hyperparameters from the
 Greff search space (search.params, drawn per trial number so they do not depend on the
 worker), and one training run per task (`tasks`, the attribute holding each task's
 validation and test metric). A worker loops: fail stale trials, stop once `evaluations`
@@ -395,16 +396,13 @@ def run_worker(spec: EvolveSpec, *, max_trials: int | None = None) -> EvolveRepo
         report.evaluations += 1
         try:
             trial.set_user_attr("tasks", results)
-            if any(r["status"] != "complete" for r in results.values()):
-                trial.set_user_attr("fail_kind", "diverged")
-                trial.set_user_attr("fail_reason", "; ".join(
-                    f"{k}: {r.get('fail_reason')}" for k, r in results.items()
-                    if r["status"] != "complete"))
-                study.tell(trial, state=TrialState.FAIL)
+            # an architecture that diverges on a task has that task's goodness 0: a result
+            # of the search, so the evaluation is complete (the tasks say which diverged)
+            diverged = [k for k, r in results.items() if r["status"] != "complete"]
+            trial.set_user_attr("diverged", diverged)
+            if diverged:
                 report.diverged += 1
-            else:
-                value = min(scores.goodness(r["metric"], r["valid"]) for r in results.values())
-                study.tell(trial, value)
+            study.tell(trial, min(scores.task_goodness(r) for r in results.values()))
         except optuna.exceptions.UpdateFinishedTrialError:
             log.warning("trial %d was marked stale while it ran; its result is dropped",
                         trial.number)

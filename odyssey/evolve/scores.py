@@ -32,10 +32,18 @@ def goodness(metric: str, value: float | None) -> float:
     return max(0.0, 1.0 - value)
 
 
+def task_goodness(result: dict[str, Any]) -> float:
+    """The validation goodness of one task's entry in a trial's `tasks` attribute (0 when
+    its training diverged)."""
+    if result.get("status", "complete") != "complete":
+        return 0.0
+    return goodness(result["metric"], result.get("valid"))
+
+
 def evaluations(trials: list[FrozenTrial]) -> pd.DataFrame:
-    """One row per evaluation that counts (complete, running, diverged): its number, state,
-    architecture, parent, kind, and per task the validation goodness (g/<task>) and test
-    goodness (test/<task>)."""
+    """One row per evaluation that counts (complete or running): its number, state,
+    architecture, parent, kind, whether a task diverged, and per task the validation
+    goodness (g/<task>) and test goodness (test/<task>)."""
     rows: list[dict[str, Any]] = []
     for t in trials:
         if ARCH_ATTR not in t.user_attrs or not counts_toward_n(t):
@@ -44,8 +52,10 @@ def evaluations(trials: list[FrozenTrial]) -> pd.DataFrame:
                ARCH_ATTR: t.user_attrs[ARCH_ATTR], "parent": t.user_attrs.get("parent"),
                "kind": t.user_attrs.get("kind"), "mutation": t.user_attrs.get("mutation")}
         for name, r in (t.user_attrs.get("tasks") or {}).items():
-            row[f"g/{name}"] = goodness(r["metric"], r.get("valid"))
-            row[f"test/{name}"] = goodness(r["metric"], r.get("test"))
+            ok = r.get("status", "complete") == "complete"
+            row[f"g/{name}"] = task_goodness(r)
+            row[f"test/{name}"] = goodness(r["metric"], r.get("test")) if ok else 0.0
+        row["diverged"] = bool(t.user_attrs.get("diverged"))
         rows.append(row)
     return pd.DataFrame(rows)
 
