@@ -1,4 +1,4 @@
-"""Finding a sweep by name and opening its Optuna store read-only (CONTRACT "Sweep store").
+"""Finding a sweep by name and opening its Optuna store read-only (docs/results.md "Sweep store").
 
 A sweep lives in results/<sweep>/ with its resolved config in config.yaml; `storage.url` there
 says where its Optuna store is. Stores are opened by the sweep side's
