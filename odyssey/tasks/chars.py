@@ -10,7 +10,9 @@ per character (`nll`; perplexity = exp(nll)). One unidirectional layer, like mus
 from __future__ import annotations
 
 import math
+import platform
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import torch.nn.functional as F
@@ -151,8 +153,6 @@ def load_lm(name: str = "lm", source: str = "pydoc", path: str | None = None,
     if source == "ptb":
         texts = {s: "\n".join(lines) for s, lines in charseq.read_ptb(path).items()}
     else:
-        from pathlib import Path
-
         text = charseq.pydoc_text() if source == "pydoc" else Path(path).read_text()
         if len(fractions) != 3 or not math.isclose(sum(fractions), 1.0) or min(fractions) <= 0:
             raise ValueError(f"task lm: fractions must be three positive shares summing to "
@@ -175,6 +175,8 @@ def load_lm(name: str = "lm", source: str = "pydoc", path: str | None = None,
         splits[split] = SequenceSet([p[0] for p in pairs], [p[1] for p in pairs])
     task = LanguageModelTask(splits, alphabet, source=source,
                              info={"alphabet": len(alphabet),
+                                   "python": platform.python_version() if source == "pydoc"
+                                   else None,
                                    "characters": {s: len(t) for s, t in texts.items()}})
     task.name = name
     return task
