@@ -114,3 +114,6 @@ def load_task(name: str, **options) -> Task:
 
 for _name in ("music", "speech", "handwriting"):
     register_task(_name, f".{_name}:load", origin=BUILTIN)
+# the next-character tasks of Jozefowicz et al. (2015), searched by odyssey-evolve
+for _name in ("arith", "xml", "lm"):
+    register_task(_name, f".chars:load_{_name}", origin=BUILTIN)
