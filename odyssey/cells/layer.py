@@ -10,17 +10,15 @@ and variational dropout masks while training.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from . import fast, reference
 from .dropout import NO_DROPOUT, VariationalDropout
+from .types import CellType, PluginDefinition
 from .variants import VariantSpec
-
-if TYPE_CHECKING:
-    from .registry import CellType, PluginDefinition
 
 # "auto": the fast kernels where they can be built, else the reference loops (one warning);
 # "cpp": the fast kernels or an error; "reference": the readable per-step loops.

@@ -2,9 +2,9 @@
 
 Every bad value stops here with a message naming the config key and what was expected:
 an unknown task or variant, an inverted range, trials_per_variant < 1, a broken plugin, ...
-The plugins (config key `plugins`, and the `odyssey.plugins` entry points) are loaded here,
-first, so that their cells and tasks are known to every check below; every worker process
-validates its config this way, so each loads the same plugins.
+The plugins (config key `plugins`, and the `odyssey.plugins` entry points) are loaded before
+(`load_sweep_plugins`, called by the `odyssey-sweep` entry point in every worker process), so
+that their cells and tasks are known to the checks here; validation itself loads nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +31,37 @@ DEFINING_KEYS = ("task", "search", "train", "seed")
 
 class SweepConfigError(ValueError):
     """A sweep config value that is wrong; the message names the key."""
+
+
+def plugin_refs(raw: object) -> tuple[str, ...]:
+    """The config key `plugins` (a list of module names or .py paths), paths made absolute."""
+    raw = raw or []
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
+        raise SweepConfigError(f"plugins must be a list of module names or .py paths, got "
+                               f"{raw!r}")
+    try:
+        return tuple(resolve(p) for p in raw)
+    except PluginError as e:
+        raise SweepConfigError(f"plugins: {e}") from e
+
+
+def load_sweep_plugins(cfg: DictConfig) -> tuple[str, ...]:
+    """Load the plugins a sweep config names (key `plugins`) and the `odyssey.plugins` entry
+    points, before `SweepSpec.from_config` checks the cells and tasks they register."""
+    try:
+        raw = OmegaConf.select(cfg, "plugins", default=None)
+        if OmegaConf.is_config(raw):
+            raw = OmegaConf.to_container(raw, resolve=True)
+    except Exception as e:  # omegaconf's interpolation errors name the key
+        raise SweepConfigError(f"config does not resolve: {e}") from e
+    refs = plugin_refs(raw)
+    try:
+        load_plugins(refs)
+    except PluginError as e:
+        raise SweepConfigError(f"plugins: {e}") from e
+    return refs
 
 
 def _int(cfg: DictConfig, key: str, minimum: int) -> int:
@@ -93,17 +124,7 @@ class SweepSpec:
             if key not in resolved or resolved[key] is None:
                 raise SweepConfigError(f"missing config key {key!r}")
 
-        raw_plugins = resolved.get("plugins") or []
-        if isinstance(raw_plugins, str):
-            raw_plugins = [raw_plugins]
-        if not isinstance(raw_plugins, list) or not all(isinstance(p, str) for p in raw_plugins):
-            raise SweepConfigError(f"plugins must be a list of module names or .py paths, got "
-                                   f"{raw_plugins!r}")
-        try:
-            plugins = tuple(resolve(p) for p in raw_plugins)
-            load_plugins(plugins)
-        except PluginError as e:
-            raise SweepConfigError(f"plugins: {e}") from e
+        plugins = plugin_refs(resolved.get("plugins"))
 
         name = resolved["sweep_name"]
         if not isinstance(name, str) or not NAME_PATTERN.match(name):
