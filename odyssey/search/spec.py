@@ -19,10 +19,11 @@ from optuna.distributions import BaseDistribution
 
 from ..cells import canonical, cell_names, check_cell, get_cell
 from ..plugins import PluginError, load_plugins, resolve
+from ..store.storage import StorageURLError, check_url, mask_secrets, mask_url, resolve_url
+from ..store.sweeps import study_name
 from ..tasks import task_names
 from ..training import TrainSettings
-from .space import SAMPLERS, SearchSpaceError, distributions
-from .storage import StorageURLError, check_url, mask_secrets, mask_url, resolve_url
+from .sampling import SAMPLERS, SearchSpaceError, distributions
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # the keys whose change would mix incomparable trials in one study
@@ -102,7 +103,7 @@ class SweepSpec:
 
     def study_name(self, variant: str) -> str:
         """The contract's study name "<sweep_name>/<task>/<variant>"."""
-        return f"{self.sweep_name}/{self.task_name}/{variant}"
+        return study_name(self.sweep_name, self.task_name, variant)
 
     @property
     def total_trials(self) -> int:

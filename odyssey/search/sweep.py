@@ -29,6 +29,9 @@ import torch
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from ..store.provenance import RUN_PREFIX, git_commit, run_record
+from ..store.storage import mask_url, open_storage
+from ..store.sweeps import sweep_studies
 from ..tasks import Task, load_task
 from ..training import Hyperparameters, TrainResult, TrialJob, train_pack
 from .liveness import Heartbeat, WorkerId
@@ -40,11 +43,9 @@ from .progress import (
     progress_line,
     summary_frame,
 )
-from .provenance import RUN_PREFIX, git_commit, run_record
 from .running import RunningTrial, classify_running, unwatched_message
-from .space import make_sampler, suggest, trial_seed
+from .sampling import make_sampler, suggest, trial_seed
 from .spec import DEFINING_KEYS, SweepConfigError, SweepSpec
-from .storage import mask_url, open_storage
 
 log = logging.getLogger("odyssey.sweep")
 
@@ -383,8 +384,7 @@ def _log_progress(studies: dict[str, optuna.Study], study: optuna.Study,
 def load_studies(spec: SweepSpec, storage: optuna.storages.BaseStorage
                  ) -> dict[str, optuna.Study]:
     """The sweep's studies that exist in the store (for reports)."""
-    names = {s.study_name for s in optuna.get_all_study_summaries(storage,
-                                                                  include_best_trial=False)}
+    names = {s.study_name for s in sweep_studies(storage, spec.sweep_name)}
     return {v: optuna.load_study(study_name=spec.study_name(v), storage=storage)
             for v in spec.variants if spec.study_name(v) in names}
 

@@ -17,8 +17,8 @@ from omegaconf import DictConfig
 
 from odyssey.config import CONFIG_DIR
 from odyssey.search.spec import SweepSpec, load_sweep_plugins
-from odyssey.search.storage import open_storage
 from odyssey.search.sweep import run_worker
+from odyssey.store.storage import open_storage
 from tests.toy import register
 
 TOY_CONFIG = """name: toy
