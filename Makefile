@@ -34,7 +34,7 @@ help:
 	@echo "make analyze    analyse results/$(SWEEP) into report.md, figures/, tables/ (SWEEP=name)"
 	@echo "make notebooks  execute notebooks/ on results/$(SWEEP) into its notebooks/ (.ipynb + .html)"
 	@echo "make lab        JupyterLab on notebooks/ at 127.0.0.1:$(LAB_PORT) (installs .[notebooks] once)"
-	@echo "make lint       ruff"
+	@echo "make lint       ruff, and lint-imports (the layers in pyproject.toml)"
 	@echo "make run-sweep  build the $(TASK) corpus if needed, run the quick sweep on WORKERS=$(WORKERS) processes"
 	@echo "make bench      speed benchmarks (results/bench/)"
 
@@ -95,6 +95,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 run-sweep: system-deps $(STAMP)
 	$(VENV)/bin/odyssey-data build $(TASK)
