@@ -31,10 +31,10 @@ from omegaconf import DictConfig
 from ..config import CONFIG_DIR
 from ..store.storage import StorageURLError, mask_secrets, open_storage
 from .liveness import WorkerId
-from .progress import counts_toward_n
 from .running import EXIT_UNFINISHED, classify_running, unfinished, unwatched_message
 from .spec import SweepConfigError, SweepSpec, load_sweep_plugins
 from .sweep import final_report, load_studies, run_worker
+from .trial import counts_toward_n
 
 log = logging.getLogger("odyssey.sweep")
 

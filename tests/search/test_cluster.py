@@ -200,7 +200,7 @@ def test_a_killed_remote_worker_is_replaced_after_the_grace_period(pg_url, tmp_p
                                                                    monkeypatch, caplog):
 
     from odyssey.analysis import analyze
-    from odyssey.search.progress import counts_toward_n
+    from odyssey.search.trial import counts_toward_n
     from tests.search.helpers import kill_when, running_trials, studies
     from tests.search.pg import run_remote_worker
 
