@@ -152,7 +152,7 @@ class FusedPack:
 
 
 # a trial's input noise for one step: N(0, 1) draws of its input's shape and their std, or
-# None (no noise); the kernel adds std * draws at the real steps, as `trainer._noisy` does
+# None (no noise); the kernel adds std * draws at the real steps, as `run._noisy` does
 Noise = tuple[Tensor, float] | None
 
 
