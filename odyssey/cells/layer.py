@@ -225,9 +225,8 @@ class PluginCell(nn.Module):
         T, B, _ = x.shape
         n = self.definition.states
         zeros = [x.new_zeros(B, self.hidden_size) for _ in range(n)]
-        state: Any = zeros[0] if n == 1 else tuple(zeros)
-        outputs = []
-        for t in range(T):
+
+        def checked_step(t: int, state: Any) -> tuple[Tensor, Any]:
             state = step(p, x[t], state, drop)
             if n > 1 and (not isinstance(state, tuple | list) or len(state) != n):
                 raise ValueError(f"{self.definition.name}: step must return a tuple of {n} "
@@ -239,8 +238,10 @@ class PluginCell(nn.Module):
                         raise ValueError(
                             f"{self.definition.name}: step returned state {k} of shape {got}; "
                             f"expected (batch, hidden) = ({B}, {self.hidden_size})")
-            outputs.append(state if n == 1 else state[0])
-        return torch.stack(outputs) if outputs else x.new_zeros(0, B, self.hidden_size)
+            return (state if n == 1 else state[0]), state
+
+        return reference.unroll(checked_step, zeros[0] if n == 1 else tuple(zeros), T,
+                                x.new_zeros(0, B, self.hidden_size))
 
 
 class RecurrentLayer(nn.Module):
