@@ -25,7 +25,7 @@ from ..networks import SequenceNetwork
 from ..tasks import Task
 from ..tasks.base import KERNEL_LOSSES, KernelLoss
 
-# must match kSlots / kGRU / kRNN / kBCE / kCE in lstm_family.cpp
+# must match kSlots / kGRU / kRNN (csrc/pack.h) and kBCE / kCE (csrc/losses.h)
 SLOTS = 7
 _KINDS = {"gru": -1, "rnn": -2}
 _LOSS_CODES = {kind: code for code, kind in enumerate(KERNEL_LOSSES)}  # kBCE, kCE
