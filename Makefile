@@ -15,7 +15,7 @@ NOTEBOOK_ARGS ?=
 LAB_PORT ?= 8888
 
 .PHONY: help setup system-deps test test-slow test-all lint bench clean run-sweep analyze \
-	notebooks lab
+	notebooks lab docs
 
 # run-sweep: the quick sweep (configs/experiment/quick.yaml) on WORKERS local processes
 # (hydra/launcher=processes: one killed worker leaves the others running);
@@ -35,6 +35,7 @@ help:
 	@echo "make notebooks  execute notebooks/ on results/$(SWEEP) into its notebooks/ (.ipynb + .html)"
 	@echo "make lab        JupyterLab on notebooks/ at 127.0.0.1:$(LAB_PORT) (installs .[notebooks] once)"
 	@echo "make lint       ruff, and lint-imports (the layers in pyproject.toml)"
+	@echo "make docs       the documentation site into site/, strictly (installs .[docs] once)"
 	@echo "make run-sweep  build the $(TASK) corpus if needed, run the quick sweep on WORKERS=$(WORKERS) processes"
 	@echo "make bench      speed benchmarks (results/bench/)"
 
@@ -97,10 +98,17 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
+# docs: the site from docs/ and mkdocs.yml, built offline; --strict fails on any warning (a
+# broken link or anchor, a page missing from the nav, an API reference that does not resolve)
+docs: $(STAMP)
+	@$(PY) -c "import mkdocs, material, mkdocstrings_handlers.python" 2>/dev/null || \
+		$(PY) -m pip install -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 run-sweep: system-deps $(STAMP)
 	$(VENV)/bin/odyssey-data build $(TASK)
 	$(VENV)/bin/odyssey-sweep --multirun hydra/launcher=processes hydra.launcher.n_jobs=$(WORKERS) \
 		'worker=range(0,$(WORKERS))' task=$(TASK) $(SWEEP_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info

@@ -1,4 +1,4 @@
-"""Loading plugins: the user's modules that register cells and tasks (README "Your own cell").
+"""Loading plugins: the user's modules that register cells and tasks (docs/extending.md "Plugins").
 
 A plugin is an importable module name (`my_cells`, `my_lab.cells`) or a path to a .py file;
 importing it runs its `odyssey.cells.register_cell` / `odyssey.tasks.register_task` calls,

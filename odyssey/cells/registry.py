@@ -3,8 +3,8 @@
 Every consumer (layers, the trainer, the sweep's config check, the analysis's ordering)
 finds a cell here by its name. A `CellType` says how to build one direction of a layer and
 how many parameters that direction has. The built-ins are registered below, in the order
-of DESIGN §2; a user's module adds its own with `register_cell` (README "Your own cell"),
-loaded by name through `odyssey.plugins`.
+of DESIGN §2; a user's module adds its own with `register_cell` (docs/extending.md
+"Your own cell"), loaded by name through `odyssey.plugins`.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def get_cell(name: str) -> CellType:
         raise ValueError(
             f"unknown variant {name!r}; expected one of {', '.join(cell_names())} "
             "(case-insensitive; a cell of your own must be registered by a plugin, see "
-            "README 'Your own cell')")
+            "docs/extending.md 'Your own cell')")
     return cell
 
 
@@ -115,7 +115,7 @@ def register_cell(name: str, *, parameters: Callable[[int, int], Mapping[str, tu
                   fast: Callable[..., Tensor] | None = None, states: int = 1,
                   init: Callable[[dict[str, Tensor], float], None] | None = None,
                   description: str = "", origin: str | None = None) -> CellType:
-    """Register a cell of your own under `name` (README "Your own cell").
+    """Register a cell of your own under `name` (docs/extending.md "Your own cell").
 
     parameters(I, H): {name: shape} of one direction's parameters (each starts from
         N(0, init_std) like the built-ins, unless `init(params, init_std)` is given).

@@ -5,7 +5,7 @@
     odyssey-sweep experiment=greff task=music variants=[V,NP] trials_per_variant=4
     odyssey-sweep report_only=true                  # print the table of an existing sweep
 
-Options are the keys of configs/config.yaml and its groups (README "The sweep").
+Options are the keys of configs/config.yaml and its groups (docs/configs.md "Sweep options").
 
 Exit status: 0 when the sweep is complete (a multirun: whatever happened to single
 workers, since the others replace a dead worker's trial), 2 for a config error, 3 when it

@@ -1,4 +1,4 @@
-"""Finding a sweep by name, its Optuna store and its studies (CONTRACT "Sweep store").
+"""Finding a sweep by name, its Optuna store and its studies (docs/results.md "Sweep store").
 
 A sweep lives in results/<sweep>/ with its resolved config in config.yaml; `storage.url` there
 says where its Optuna store is, and each (task, variant) is one study named

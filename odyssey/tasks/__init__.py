@@ -4,7 +4,8 @@ The task registry is the one way a task is found: `load_task(name, **options)` b
 task `name` from its config options (`configs/task/<name>.yaml`, or the YAML a user puts on
 Hydra's search path for a task of their own). The built-in tasks are registered as
 "module:function" strings and imported lazily, so that one task's optional dependencies
-never break another; a plugin adds its own with `register_task` (README "Your own task").
+never break another; a plugin adds its own with `register_task` (docs/extending.md
+"Your own task").
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ TASKS: Registry[TaskType] = Registry("task", error=TaskRegistrationError)
 
 def register_task(name: str, load: Callable[..., Task] | str, *, description: str = "",
                   origin: str | None = None) -> TaskType:
-    """Register task `name`: `load(**options)` returns a `Task` (README "Your own task").
+    """Register task `name`: `load(**options)` returns a `Task` (docs/extending.md "Your own task").
 
     `load` is a function, or "package.module:function" to import on first use. The options
     are the keys of the task's config besides `name`. A name already taken is an error.
@@ -81,8 +82,8 @@ def load_task(name: str, **options) -> Task:
     entry = TASKS.get(name)
     if entry is None:
         raise ValueError(f"unknown task {name!r}; expected one of: {', '.join(task_names())} "
-                         "(a task of your own must be registered by a plugin, see README "
-                         "'Your own task')")
+                         "(a task of your own must be registered by a plugin, see "
+                         "docs/extending.md 'Your own task')")
     load = entry.load
     if isinstance(load, str):
         module, func = load.split(":")

@@ -48,7 +48,8 @@ def test_a_masked_url_takes_its_password_from_the_environment_or_from_libpq(monk
 @pytest.mark.parametrize("how", ["PGPASSWORD", "pgpass"])
 def test_a_url_without_its_password_connects_with_libpqs_own_mechanisms(pg_url, tmp_path,
                                                                         monkeypatch, how):
-    """README: the password may come from $PGPASSWORD or ~/.pgpass instead of the URL."""
+    """docs/clusters.md "Secrets": the password may come from $PGPASSWORD or ~/.pgpass
+    instead of the URL."""
     monkeypatch.delenv("ODYSSEY_STORAGE_URL", raising=False)
     monkeypatch.delenv("PGPASSWORD", raising=False)
     monkeypatch.setenv("PGPASSFILE", str(tmp_path / "none"))  # not the user's own ~/.pgpass
