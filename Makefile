@@ -34,7 +34,7 @@ help:
 	@echo "make analyze    analyse results/$(SWEEP) into report.md, figures/, tables/ (SWEEP=name)"
 	@echo "make notebooks  execute notebooks/ on results/$(SWEEP) into its notebooks/ (.ipynb + .html)"
 	@echo "make lab        JupyterLab on notebooks/ at 127.0.0.1:$(LAB_PORT) (installs .[notebooks] once)"
-	@echo "make lint       ruff"
+	@echo "make lint       ruff, and lint-imports (the layers in pyproject.toml)"
 	@echo "make docs       the documentation site into site/, strictly (installs .[docs] once)"
 	@echo "make run-sweep  build the $(TASK) corpus if needed, run the quick sweep on WORKERS=$(WORKERS) processes"
 	@echo "make reproduce  the quick study on music, speech and handwriting, then one cross-task report"
@@ -97,6 +97,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 # docs: the site from docs/ and mkdocs.yml, built offline; --strict fails on any warning (a
 # broken link or anchor, a page missing from the nav, an API reference that does not resolve)

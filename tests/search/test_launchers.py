@@ -21,8 +21,8 @@ from odyssey.search import app
 from odyssey.search.liveness import WorkerId, _start_ticks
 from odyssey.search.running import EXIT_UNFINISHED
 from odyssey.search.spec import SweepSpec
-from odyssey.search.storage import open_storage
 from odyssey.search.sweep import open_studies, run_worker
+from odyssey.store.storage import open_storage
 from odyssey.tasks import load_task
 from tests.search.helpers import TOY_CONFIG, studies, toy_config
 

@@ -9,9 +9,9 @@ import pytest
 from optuna.trial import TrialState
 
 from odyssey.search.liveness import WorkerId
-from odyssey.search.progress import counts_toward_n
 from odyssey.search.spec import SweepConfigError, SweepSpec
 from odyssey.search.sweep import _claim_holds, fail_stale_trials, final_report, run_worker
+from odyssey.search.trial import counts_toward_n
 from tests.search.helpers import (
     kill_when,
     run_toy_worker,
