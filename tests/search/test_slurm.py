@@ -27,7 +27,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from odyssey.search.storage import open_storage
+from odyssey.store.storage import open_storage
 from tests.search.helpers import TOY_CONFIG
 from tests.search.pg import PASSWORD
 from tests.search.slurm import PARTITION, Cluster, wait_for
