@@ -47,9 +47,9 @@ from ..cells.graph import (
 )
 from ..cells.graph.compile import cell_name
 from ..search.liveness import Heartbeat, WorkerId
-from ..search.progress import counts_toward_n
+from ..search.trial import counts_toward_n
 from ..search.running import classify_running, unwatched_message
-from ..search.space import (
+from ..search.sampling import (
     SearchSpaceError,
     TrialSeededRandomSampler,
     distributions,
@@ -57,7 +57,7 @@ from ..search.space import (
     trial_seed,
 )
 from ..search.spec import NAME_PATTERN, SweepConfigError
-from ..search.storage import (
+from ..store.storage import (
     StorageURLError,
     check_url,
     mask_secrets,
