@@ -23,8 +23,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ..evolve import report as evolution
 from ..config import CONFIG_DIR
+from ..evolve import report as evolution
 from ..evolve.export import write_plugin
 from ..evolve.loop import EvolveSpec, run_worker
 from ..evolve.scores import ARCH_ATTR, HASH_ATTR

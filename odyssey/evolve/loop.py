@@ -47,7 +47,6 @@ from ..cells.graph import (
 )
 from ..cells.graph.compile import cell_name
 from ..search.liveness import Heartbeat, WorkerId
-from ..search.trial import counts_toward_n
 from ..search.running import classify_running, unwatched_message
 from ..search.sampling import (
     SearchSpaceError,
@@ -57,6 +56,8 @@ from ..search.sampling import (
     trial_seed,
 )
 from ..search.spec import NAME_PATTERN, SweepConfigError
+from ..search.sweep import _claim_holds, fail_stale_trials
+from ..search.trial import counts_toward_n
 from ..store.storage import (
     StorageURLError,
     check_url,
@@ -65,7 +66,6 @@ from ..store.storage import (
     open_storage,
     resolve_url,
 )
-from ..search.sweep import _claim_holds, fail_stale_trials
 from ..tasks import Task, load_task, task_names
 from ..training import Hyperparameters, TrainSettings, train
 from . import scores
