@@ -23,14 +23,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ..analysis import evolution
 from ..config import CONFIG_DIR
+from ..evolve import report as evolution
 from ..evolve.export import write_plugin
 from ..evolve.loop import EvolveSpec, run_worker
 from ..evolve.scores import ARCH_ATTR, HASH_ATTR
 from ..search.running import EXIT_UNFINISHED
 from ..search.spec import SweepConfigError
-from ..search.storage import StorageURLError
+from ..store.storage import StorageURLError
 
 log = logging.getLogger("odyssey.evolve")
 SUBCOMMANDS = ("report", "export")

@@ -47,9 +47,8 @@ from ..cells.graph import (
 )
 from ..cells.graph.compile import cell_name
 from ..search.liveness import Heartbeat, WorkerId
-from ..search.progress import counts_toward_n
 from ..search.running import classify_running, unwatched_message
-from ..search.space import (
+from ..search.sampling import (
     SearchSpaceError,
     TrialSeededRandomSampler,
     distributions,
@@ -57,7 +56,9 @@ from ..search.space import (
     trial_seed,
 )
 from ..search.spec import NAME_PATTERN, SweepConfigError
-from ..search.storage import (
+from ..search.sweep import _claim_holds, fail_stale_trials
+from ..search.trial import counts_toward_n
+from ..store.storage import (
     StorageURLError,
     check_url,
     mask_secrets,
@@ -65,7 +66,6 @@ from ..search.storage import (
     open_storage,
     resolve_url,
 )
-from ..search.sweep import _claim_holds, fail_stale_trials
 from ..tasks import Task, load_task, task_names
 from ..training import Hyperparameters, TrainSettings, train
 from . import scores

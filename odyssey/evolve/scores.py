@@ -17,7 +17,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from ..search.progress import counts_toward_n
+from ..search.trial import counts_toward_n
 
 ARCH_ATTR = "architecture"  # the canonical string (the name)
 HASH_ATTR = "architecture_hash"

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from odyssey.config import CONFIG_DIR
 from odyssey.evolve.loop import EvolveSpec, run_worker
-from odyssey.search.storage import open_storage
+from odyssey.store.storage import open_storage
 
 TINY = ["tasks.arith.n_train=24", "tasks.arith.n_valid=12", "tasks.arith.n_test=12",
         "tasks.arith.max_digits=3", "tasks.xml.n_train=24", "tasks.xml.n_valid=12",

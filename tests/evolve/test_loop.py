@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from odyssey.analysis import evolution
 from odyssey.cells.graph import architecture_hash, canonical_string, known
+from odyssey.evolve import report as evolution
 from odyssey.evolve import scores
 from odyssey.evolve.export import write_plugin
 from odyssey.evolve.loop import EvolveSpec, decide, run_worker

@@ -20,9 +20,9 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from ..cells.graph import Graph, canonical, equations, parse_canonical  # noqa: E402
 from ..cells.graph.core import INPUTS, topological_order  # noqa: E402
-from ..evolve import scores  # noqa: E402
-from ..evolve.loop import STUDY  # noqa: E402
-from ..search.storage import open_storage  # noqa: E402
+from ..store.storage import open_storage  # noqa: E402
+from . import scores  # noqa: E402
+from .loop import STUDY  # noqa: E402
 
 
 def load(sweep_dir: Path) -> tuple[dict, optuna.Study, pd.DataFrame]:
