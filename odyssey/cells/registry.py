@@ -47,6 +47,10 @@ class CellType:
     with `sequence(x, drop=None)` mapping x (T, B, I) to y (T, B, H), all sequences starting
     at t = 0 (the layer handles lengths and the reverse direction); `parameter_count(I, H)`
     is the formula for one direction. `has_fast`: a fast kernel exists (impl="cpp" works).
+    `options`: the cell's own options and their defaults (CW's module count); `build` and
+    `parameter_count` take them as keyword arguments. `missing_inputs`: the cell reads its
+    input as three equal blocks [x; m; delta] -- values, observation mask, time since the
+    last observation -- (GRU-D, odyssey.data.missing) instead of plain features.
     """
 
     name: str
@@ -58,6 +62,24 @@ class CellType:
     spec: VariantSpec | None = None
     description: str = ""
     definition: Any = field(default=None, compare=False)  # the plugin's own definition
+    options: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    missing_inputs: bool = False
+
+    def resolve_options(self, options: Mapping[str, Any] | None) -> dict[str, Any]:
+        """`options` checked against the cell's own (an unknown key is an error naming it)."""
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise ValueError(f"cell {self.name}: unknown cell option(s) {unknown}; "
+                             + (f"expected some of {sorted(self.options)}" if self.options
+                                else "it takes none"))
+        return options
+
+    def count(self, input_size: int, hidden_size: int,
+              options: Mapping[str, Any] | None = None) -> int:
+        """`parameter_count` of one direction under `options` (none for most cells)."""
+        options = self.resolve_options(options)
+        return int(self.parameter_count(input_size, hidden_size, **options))
 
 
 _CELLS: dict[str, CellType] = {}  # upper-case name -> cell, in registration order
@@ -121,9 +143,10 @@ def spec(name: str) -> VariantSpec:
 
 
 def parameter_count(variant: str, input_size: int, hidden_size: int,
-                    bidirectional: bool = False) -> int:
+                    bidirectional: bool = False,
+                    cell_options: Mapping[str, Any] | None = None) -> int:
     """The cell's formula for the number of trainable parameters of one layer (DESIGN §2)."""
-    n = int(get_cell(variant).parameter_count(input_size, hidden_size))
+    n = get_cell(variant).count(input_size, hidden_size, cell_options)
     return 2 * n if bidirectional else n
 
 
@@ -206,7 +229,7 @@ def check_cell(name: str, *, dropout: bool = False) -> None:
 
     cell = get_cell(name)
     who = f"cell {cell.name}" + ("" if cell.origin == BUILTIN else f" (plugin {cell.origin})")
-    i, h, T, B = 3, 4, 5, 2
+    i, h, T, B = (6 if cell.missing_inputs else 3), 4, 5, 2
     try:
         with torch.random.fork_rng(devices=[]):  # leave the caller's random state as it was
             layer = RecurrentLayer(cell, i, h, bidirectional=True, impl="reference",
