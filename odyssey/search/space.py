@@ -16,8 +16,12 @@ from optuna.trial import FrozenTrial
 # the trainer reads exactly these (odyssey.training.Hyperparameters.from_search)
 PARAMETERS = ("hidden_size", "learning_rate", "one_minus_momentum", "input_noise")
 # searched only when search.params names them (off in the paper's protocol): variational
-# dropout's p (Gal & Ghahramani 2016), 0 when not searched
-OPTIONAL_PARAMETERS = ("dropout",)
+# dropout's p (Gal & Ghahramani 2016), 0 when not searched; the number of stacked recurrent
+# layers (train.layers when not searched); a parameter budget, which replaces hidden_size
+# (the trainer derives the hidden size that fits it: deep vs wide at equal size)
+OPTIONAL_PARAMETERS = ("dropout", "layers", "parameter_budget")
+# search.params holds exactly one of these: the hidden size, or the budget it is derived from
+SIZE_PARAMETERS = ("hidden_size", "parameter_budget")
 SAMPLERS = ("random", "tpe")
 
 
@@ -30,7 +34,11 @@ def distributions(params: Mapping[str, Mapping[str, Any]],
     """Optuna distributions from `search.params` (name -> {type, low, high, log})."""
     names = set(params)
     known = (*PARAMETERS, *OPTIONAL_PARAMETERS)
-    missing, unknown = sorted(set(PARAMETERS) - names), sorted(names - set(known))
+    required = set(PARAMETERS) - ({"hidden_size"} if "parameter_budget" in names else set())
+    missing, unknown = sorted(required - names), sorted(names - set(known))
+    if set(SIZE_PARAMETERS) <= names:
+        raise SearchSpaceError(f"{where}: give hidden_size or parameter_budget, not both (the "
+                               "budget fixes the hidden size)")
     if missing or unknown:
         raise SearchSpaceError(f"{where}: expected the parameters {', '.join(PARAMETERS)} "
                                f"(and optionally {', '.join(OPTIONAL_PARAMETERS)}); missing "
@@ -66,13 +74,19 @@ def distributions(params: Mapping[str, Mapping[str, Any]],
 def _check_natural_ranges(dists: dict[str, BaseDistribution], where: str) -> None:
     """Values the trainer cannot use are config errors, caught before any training."""
     limits = {"hidden_size": (1, None), "learning_rate": (0, None),
-              "one_minus_momentum": (0, 1), "input_noise": (0, None)}
+              "one_minus_momentum": (0, 1), "input_noise": (0, None),
+              "layers": (1, None), "parameter_budget": (1, None)}
+    for name in ("layers", "parameter_budget"):
+        if name in dists and not isinstance(dists[name], IntDistribution):
+            raise SearchSpaceError(f"{where}.{name}.type must be 'int'")
     if "dropout" in dists:
         d = dists["dropout"]
         if d.low < 0 or d.high >= 1:
             raise SearchSpaceError(f"{where}.dropout: the dropout probability must lie in "
                                    f"[0, 1), got [{d.low}, {d.high}]")
     for name, (lo, hi) in limits.items():
+        if name not in dists:
+            continue
         d = dists[name]
         if d.low < lo or (d.low == lo and name in ("learning_rate", "one_minus_momentum")):
             raise SearchSpaceError(f"{where}.{name}.low must be > {lo}"

@@ -29,6 +29,7 @@ import torch
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from ..data.missing import OPTIONS as MISSING_OPTIONS
 from ..tasks import Task, load_task
 from ..training import Hyperparameters, TrainResult, TrialJob, train_pack
 from .liveness import Heartbeat, WorkerId
@@ -90,6 +91,12 @@ def write_config(spec: SweepSpec) -> None:
         assert isinstance(old, dict)
         if isinstance(old.get("train"), dict):  # sweeps begun before train.stopping existed
             old["train"].setdefault("stopping", "metric")  # stopped on the metric alone
+            # before layers and cell options: one layer, each cell's default options
+            old["train"].setdefault("layers", 1)
+            old["train"].setdefault("cell_options", config["train"].get("cell_options"))
+        if isinstance(old.get("task"), dict):  # before missing data: nothing removed
+            for key, value in MISSING_OPTIONS.items():
+                old["task"].setdefault(key, value)
         before, now = _defining(old), _defining(config)
         changed = [k for k in DEFINING_KEYS if before.get(k) != now.get(k)]
         if changed:
@@ -118,6 +125,7 @@ def open_studies(spec: SweepSpec, task: Task, storage: optuna.storages.BaseStora
                                     sampler=sampler)
         attrs = {"sweep_name": spec.sweep_name, "task": spec.task_name, "variant": v,
                  "metric": task.metric, "metric_label": task.metric_label,
+                 "task_setting": task.missing.describe(),
                  f"{RUN_PREFIX}{run_id}": record}
         for key, value in attrs.items():
             if study.user_attrs.get(key) != value:
@@ -187,9 +195,10 @@ def start_trial(spec: SweepSpec, study: optuna.Study, trial: optuna.Trial,
              "git_commit": git_commit()}
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
-    log.info("start %s trial %d: H=%d lr=%.3g momentum=%.3f noise=%.3f seed=%d",
-             variant, trial.number, hp.hidden_size, hp.learning_rate, hp.momentum,
-             hp.input_noise, seed)
+    size = (f"H={hp.hidden_size}" if hp.hidden_size is not None
+            else f"budget={hp.parameter_budget}") + (f" layers={hp.layers}" if hp.layers else "")
+    log.info("start %s trial %d: %s lr=%.3g momentum=%.3f noise=%.3f seed=%d",
+             variant, trial.number, size, hp.learning_rate, hp.momentum, hp.input_noise, seed)
 
     def on_epoch(entry: dict[str, Any]) -> None:
         # the learning curve in the store (optuna-dashboard, plot_intermediate_values); a

@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..data.missing import OPTIONS as MISSING_OPTIONS
+from ..data.missing import missing_spec
 from .base import SPLITS, Batch, FramewiseTask, KernelLoss, SequenceSet, Task
 
 __all__ = ["TaskType", "TaskRegistrationError", "register_task", "remove_task", "task_names",
@@ -87,12 +89,19 @@ def task_names() -> tuple[str, ...]:
 
 
 def load_task(name: str, **options) -> Task:
-    """Build (or load from its cache) the task `name` with its config options."""
+    """Build (or load from its cache) the task `name` with its config options.
+
+    The missing-data options (`missing_rate`, `missing`, `fill`, `missing_seed`;
+    odyssey.data.missing) belong to every task: they are taken out here and applied to the
+    loaded task, so a task's own `load` never sees them.
+    """
     if name not in _TASKS:
         raise ValueError(f"unknown task {name!r}; expected one of: {', '.join(_TASKS)} (a task "
                          "of your own must be registered by a plugin, see README "
                          "'Your own task')")
     entry = _TASKS[name]
+    missing = missing_spec(options)
+    options = {k: v for k, v in options.items() if k not in MISSING_OPTIONS}
     load = entry.load
     if isinstance(load, str):
         module, func = load.split(":")
@@ -108,6 +117,7 @@ def load_task(name: str, **options) -> Task:
     if not isinstance(task, Task):
         raise TypeError(f"task {name!r}: its load function returned {type(task).__name__}, "
                         "not an odyssey.tasks.Task")
+    task.remove_observations(missing)
     return task
 
 

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..cells import IMPLS, canonical
+from ..cells import IMPLS, canonical, get_cell
+from ..networks import hidden_size_for_budget
 from ..tasks.base import Batch, Task
 from . import packed
 
@@ -61,17 +62,28 @@ class Divergence(RuntimeError):
 @dataclass(frozen=True)
 class Hyperparameters:
     """The four searched hyperparameters of DESIGN §4, in their natural scale, and the
-    optional variational dropout probability (0: off, the paper's protocol)."""
+    optional ones: variational dropout's probability (0: off, the paper's protocol), the
+    number of recurrent layers (None: train.layers) and a parameter budget, which replaces
+    the hidden size (None then): the trainer derives the largest hidden size whose network
+    fits the budget (deep vs wide at equal size, `networks.hidden_size_for_budget`)."""
 
-    hidden_size: int
+    hidden_size: int | None
     learning_rate: float
     momentum: float
     input_noise: float
     dropout: float = 0.0
+    layers: int | None = None
+    parameter_budget: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.hidden_size, int | np.integer) or self.hidden_size < 1:
-            raise ValueError(f"hidden_size must be a positive integer, got {self.hidden_size!r}")
+        if (self.hidden_size is None) == (self.parameter_budget is None):
+            raise ValueError("give exactly one of hidden_size and parameter_budget, got "
+                             f"{self.hidden_size!r} and {self.parameter_budget!r}")
+        for name in ("hidden_size", "parameter_budget", "layers"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int | np.integer)
+                                      or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not 0.0 <= self.momentum < 1.0:
@@ -84,11 +96,15 @@ class Hyperparameters:
     @classmethod
     def from_search(cls, params: Mapping[str, Any]) -> Hyperparameters:
         """From the search-space parameters (which sample 1 - momentum, not momentum)."""
-        return cls(hidden_size=int(params["hidden_size"]),
+        def integer(key: str) -> int | None:
+            return None if params.get(key) is None else int(params[key])
+
+        return cls(hidden_size=integer("hidden_size"),
                    learning_rate=float(params["learning_rate"]),
                    momentum=1.0 - float(params["one_minus_momentum"]),
                    input_noise=float(params["input_noise"]),
-                   dropout=float(params.get("dropout", 0.0)))
+                   dropout=float(params.get("dropout", 0.0)), layers=integer("layers"),
+                   parameter_budget=integer("parameter_budget"))
 
 
 @dataclass(frozen=True)
@@ -119,6 +135,10 @@ class TrainSettings:
     # score the test split after every epoch (a full test curve) instead of only at the
     # epochs whose validation score is a gain; the result is the same either way
     test_every_epoch: bool = False
+    # stacked recurrent layers per network (1: the paper); search.params.layers overrides it
+    layers: int = 1
+    # each cell's own options by cell name, e.g. {"CW": {"modules": 4, "period_base": 2}}
+    cell_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if self.stopping not in STOPPING_RULES:
@@ -133,7 +153,16 @@ class TrainSettings:
         if not isinstance(self.scale_lr_with_batch, bool):
             raise ValueError("train.scale_lr_with_batch must be true or false, got "
                              f"{self.scale_lr_with_batch!r}")
-        for name in ("max_epochs", "patience", "batch_size", "eval_batch_size"):
+        if not isinstance(self.cell_options, Mapping) or not all(
+                isinstance(v, Mapping) for v in self.cell_options.values()):
+            raise ValueError("train.cell_options must map cell names to option mappings, got "
+                             f"{self.cell_options!r}")
+        for cell, options in self.cell_options.items():
+            try:
+                get_cell(cell).resolve_options(options)
+            except ValueError as e:
+                raise ValueError(f"train.cell_options.{cell}: {e}") from e
+        for name in ("max_epochs", "patience", "batch_size", "eval_batch_size", "layers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"train.{name} must be an integer >= 1, got {value!r}")
@@ -173,6 +202,10 @@ class TrainResult:
     parameter_count: int = 0
     recurrent_parameter_count: int = 0
     fail_reason: str | None = None
+    # the network's shape: hidden size (derived where a parameter budget was searched) and
+    # recurrent layers
+    hidden_size: int = 0
+    layers: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready fields (the trial user attributes of the sweep contract)."""
@@ -183,17 +216,24 @@ def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
-def _noise(batch: Batch, std: float, generator: torch.Generator) -> packed.Noise:
-    """A step's input noise: N(0, 1) draws of the input's shape and `std`; None when std 0."""
+def _noise(batch: Batch, std: float, generator: torch.Generator,
+           features: int | None = None) -> packed.Noise:
+    """A step's input noise: N(0, 1) draws of the input's shape and `std`; None when std 0.
+    `features`: the noise goes on the first this many input features only (the task's
+    `noise_features`: x, not the mask and delta of missing data); the others get zeros."""
     if std == 0.0:
         return None
-    return torch.randn(batch.x.shape, generator=generator, device=batch.x.device), std
+    draws = torch.randn(batch.x.shape, generator=generator, device=batch.x.device)
+    if features is not None:
+        draws[..., features:] = 0.0
+    return draws, std
 
 
-def _noisy(batch: Batch, std: float, generator: torch.Generator) -> torch.Tensor:
+def _noisy(batch: Batch, std: float, generator: torch.Generator,
+           features: int | None = None) -> torch.Tensor:
     """Training inputs with N(0, std^2) noise added at the real steps (padding untouched).
     The fused kernels add the same draws by the same operations (noisy_input in C++)."""
-    noise = _noise(batch, std, generator)
+    noise = _noise(batch, std, generator, features)
     if noise is None:
         return batch.x
     draws = noise[0]
@@ -217,6 +257,14 @@ class TrialJob:
     seed: int
     on_epoch: Callable[[dict[str, Any]], None] | None = None
     tag: Any = None
+
+
+def _cell_options(settings: TrainSettings, variant: str) -> dict[str, Any]:
+    """train.cell_options of `variant` (its key spelt in any case)."""
+    for name, options in settings.cell_options.items():
+        if canonical(name) == variant:
+            return dict(options)
+    return {}
 
 
 class _Clock:
@@ -246,16 +294,27 @@ class _Run:
     def _build(self, hp: Hyperparameters) -> None:
         """The trial's network, optimizer state, RNGs and empty record, from its seed."""
         task, job, settings, device = self.task, self.job, self.settings, self.device
+        variant = canonical(job.variant)
+        layers = settings.layers if hp.layers is None else hp.layers
+        options = _cell_options(settings, variant)
+        hidden = hp.hidden_size
+        if hidden is None:  # deep vs wide: the largest network within the searched budget
+            hidden = hidden_size_for_budget(
+                hp.parameter_budget, variant, task.input_view_size(variant), task.output_size,
+                bidirectional=task.bidirectional, layers=layers, cell_options=options)
+        extra = {} if layers == 1 else {"layers": layers}  # a one-layer call as before
+        if options:
+            extra["cell_options"] = options
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(job.seed)
-            net = task.build_network(canonical(job.variant), hp.hidden_size,
-                                     forget_bias=settings.forget_bias,
+            net = task.build_network(variant, hidden, forget_bias=settings.forget_bias,
                                      init_std=settings.init_std, impl=settings.impl,
-                                     dropout=hp.dropout)
+                                     dropout=hp.dropout, **extra)
         net.to(device)
         self.net = net
         self.result = TrainResult(status="complete", parameter_count=net.parameter_count(),
-                                  recurrent_parameter_count=net.recurrent_parameter_count())
+                                  recurrent_parameter_count=net.recurrent_parameter_count(),
+                                  hidden_size=hidden, layers=layers)
         self.lr, self.momentum = effective_learning_rate(hp, settings), hp.momentum
         self.fused = (settings.fused and packed.fusable(net, device, settings.impl)
                       and not hp.dropout)  # the fused kernels have no dropout masks
@@ -297,10 +356,10 @@ class _Run:
                 return None
 
     def noisy(self, batch: Batch) -> torch.Tensor:
-        return _noisy(batch, self.job.hp.input_noise, self.noise_rng)
+        return _noisy(batch, self.job.hp.input_noise, self.noise_rng, self.task.noise_features)
 
     def noise(self, batch: Batch) -> packed.Noise:
-        return _noise(batch, self.job.hp.input_noise, self.noise_rng)
+        return _noise(batch, self.job.hp.input_noise, self.noise_rng, self.task.noise_features)
 
     def record_loss(self, value: float) -> None:
         if not math.isfinite(value):
