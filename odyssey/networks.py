@@ -7,7 +7,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .cells import build_layer, parameter_count
+from .cells import build_layer, get_cell, parameter_count
+from .data.missing import MissingView
 
 
 class SequenceNetwork(nn.Module):
@@ -19,7 +20,9 @@ class SequenceNetwork(nn.Module):
     layers of the same variant and hidden size, each reading the previous one's output
     (deep vs wide). `input_view`: a parameter-free module applied to the inputs first (what a
     cell reads of a task with missing data, odyssey.data.missing); its `output_size` is the
-    first layer's input size. `cell_options`: the cell's own options (CW's modules).
+    first layer's input size. `cell_options`: the cell's own options (CW's modules). A cell
+    that reads [x; m; delta] (GRU-D) above the first layer reads [y; 1; delta] of the layer
+    below, whose outputs are all observed.
     """
 
     def __init__(self, variant: str, input_size: int, hidden_size: int, output_size: int, *,
@@ -37,8 +40,11 @@ class SequenceNetwork(nn.Module):
         self.rnn = build_layer(variant, size, hidden_size, bidirectional=bidirectional,
                                **options)
         # layers 2.. (empty for one layer, so a one-layer network is the paper's, unchanged)
+        width = self.rnn.output_size
+        self.between = (MissingView("complete", width)
+                        if layers > 1 and get_cell(variant).missing_inputs else None)
         self.deeper = nn.ModuleList(
-            build_layer(variant, self.rnn.output_size, hidden_size,
+            build_layer(variant, _deeper_input(variant, width), hidden_size,
                         bidirectional=bidirectional, **options) for _ in range(layers - 1))
         self.head = nn.Linear(self.rnn.output_size, output_size)
         nn.init.normal_(self.head.weight, 0.0, init_std)
@@ -54,7 +60,7 @@ class SequenceNetwork(nn.Module):
             x = self.input_view(x)
         y = self.rnn(x, lengths)
         for layer in self.deeper:
-            y = layer(y, lengths)
+            y = layer(y if self.between is None else self.between(y), lengths)
         return self.head(y)
 
     def parameter_count(self) -> int:
@@ -67,13 +73,19 @@ class SequenceNetwork(nn.Module):
                                    r.cell_options) for r in (self.rnn, *self.deeper))
 
 
+def _deeper_input(variant: str, width: int) -> int:
+    """Input size of a layer above the first: the output width, or [y; 1; delta] (GRU-D)."""
+    return 3 * width if get_cell(variant).missing_inputs else width
+
+
 def network_parameter_count(variant: str, input_size: int, hidden_size: int, output_size: int,
                             *, bidirectional: bool, layers: int = 1,
                             cell_options: Mapping[str, Any] | None = None) -> int:
     """What `SequenceNetwork(...).parameter_count()` will be, from the formulas alone."""
     width = hidden_size * (2 if bidirectional else 1)
     n = parameter_count(variant, input_size, hidden_size, bidirectional, cell_options)
-    n += (layers - 1) * parameter_count(variant, width, hidden_size, bidirectional, cell_options)
+    n += (layers - 1) * parameter_count(variant, _deeper_input(variant, width), hidden_size,
+                                        bidirectional, cell_options)
     return n + width * output_size + output_size
 
 
