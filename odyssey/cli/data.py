@@ -19,7 +19,7 @@ from ..config import CONFIG_DIR, load_group_config
 from ..data.missing import OPTIONS as MISSING_OPTIONS
 
 CORPORA = {"music": "odyssey.data.music", "speech": "odyssey.data.speech",
-           "handwriting": "odyssey.data.handwriting"}
+           "handwriting": "odyssey.data.handwriting", "words": "odyssey.data.words"}
 
 
 def _print_info(info: dict, indent: int = 0) -> None:
