@@ -47,6 +47,7 @@ class MissingSpec:
     unit: str = "value"
     fill: str = "mean"
     seed: int = 0
+    native: bool = False  # the data came with gaps of their own (PhysioNet), none removed
 
     def __post_init__(self) -> None:
         if isinstance(self.rate, bool) or not isinstance(self.rate, int | float) \
@@ -62,11 +63,13 @@ class MissingSpec:
 
     @property
     def active(self) -> bool:
-        """Whether anything is removed (missing_rate > 0)."""
-        return self.rate > 0
+        """Whether the inputs have gaps: removed (missing_rate > 0) or their own."""
+        return self.rate > 0 or self.native
 
     def describe(self) -> str:
         """One line for reports: "missing 30 % per value, fill mean" or "complete"."""
+        if self.native:
+            return f"gaps of its own, fill {self.fill}"
         if not self.active:
             return "complete"
         return f"missing {100 * self.rate:g} % per {self.unit}, fill {self.fill}"
@@ -102,14 +105,27 @@ def remove(splits_inputs: Mapping[str, Sequence[np.ndarray]], spec: MissingSpec
     observed training values and 0 where removed."""
     masks = {s: [draw_mask(x.shape, spec, s, k) for k, x in enumerate(seqs)]
              for s, seqs in splits_inputs.items()}
-    train_x = np.concatenate(list(splits_inputs["train"]), axis=0).astype(np.float64)
-    train_m = np.concatenate(masks["train"], axis=0)
+    return with_gaps(splits_inputs, masks)
+
+
+def with_gaps(values: Mapping[str, Sequence[np.ndarray]],
+              masks: Mapping[str, Sequence[np.ndarray]], *, scale: bool = False
+              ) -> dict[str, list[np.ndarray]]:
+    """Sequences `values` (T, D) with observation masks `masks` (T, D) per split as
+    [x; m; delta]: x centred on the mean of the observed training values (and divided by
+    their standard deviation when `scale`: data not standardised before), 0 where m = 0."""
+    train_x = np.concatenate(list(values["train"]), axis=0).astype(np.float64)
+    train_m = np.concatenate(list(masks["train"]), axis=0).astype(np.float64)
     seen = train_m.sum(0)
     mean = np.where(seen > 0, (train_x * train_m).sum(0) / np.maximum(seen, 1), 0.0)
+    std = np.ones_like(mean)
+    if scale:
+        var = (((train_x - mean) * train_m) ** 2).sum(0) / np.maximum(seen, 1)
+        std = np.where(var > 1e-16, np.sqrt(var), 1.0)
     out: dict[str, list[np.ndarray]] = {}
-    for s, seqs in splits_inputs.items():
-        out[s] = [np.concatenate([((x - mean) * m).astype(np.float32), m,
-                                  time_since_observed(m)], axis=1)
+    for s, seqs in values.items():
+        out[s] = [np.concatenate([np.where(m > 0, (x - mean) / std, 0.0).astype(np.float32),
+                                  m.astype(np.float32), time_since_observed(m)], axis=1)
                   for x, m in zip(seqs, masks[s], strict=True)]
     return out
 

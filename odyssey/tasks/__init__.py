@@ -121,5 +121,5 @@ def load_task(name: str, **options) -> Task:
     return task
 
 
-for _name in ("music", "speech", "handwriting", "words"):
+for _name in ("music", "speech", "handwriting", "words", "physionet"):
     register_task(_name, f".{_name}:load", origin=BUILTIN)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -153,6 +153,13 @@ class Task(ABC):
         """Remove observations as `spec` says (nothing at rate 0): every split's inputs become
         [x; m; delta] (odyssey.data.missing), 3x the features; each network reads them
         through the view its cell needs (`input_view`)."""
+        if self.missing.native:  # inputs with gaps of their own: only the fill is chosen
+            if spec.active:
+                raise ValueError(f"task {self.name}: its data have gaps of their own; "
+                                 "task.missing_rate must be 0")
+            self.missing = replace(self.missing, fill=spec.fill)
+            self.info["missing"] = self.missing.describe()
+            return
         if not spec.active:
             return
         if self.missing.active:

@@ -1,69 +1,29 @@
 """The words task: spoken-word classification, a many-to-one task (Koutník et al. 2014).
 
 The network reads a whole utterance (39 features per 10 ms frame, `odyssey.data.words`) and
-answers one label: the scores at the sequence's last real step (a unidirectional network,
-the default), or averaged over its real steps when `bidirectional` (a pooled state: the head
-is linear, so this is the head applied to the mean state). Loss: cross-entropy per sequence;
-metric: the classification error.
+answers one word (`odyssey.tasks.classify`: the last real step's scores, or their mean for a
+bidirectional network). Loss: cross-entropy per sequence; metric: the classification error.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import Tensor
 
 from ..data import words as corpus
-from .base import SPLITS, Batch, SequenceSet, Task
+from .base import SPLITS, SequenceSet
+from .classify import SequenceClassificationTask
 
 
-class WordsTask(Task):
-    """Spoken-word classification: one label per sequence."""
+class WordsTask(SequenceClassificationTask):
+    """Spoken-word classification: one word per utterance."""
 
     name = "words"
-    bidirectional = False
-    metric = "error"
     metric_label = "word classification error"
-    loss_key = "cross_entropy"
 
     def __init__(self, splits: dict[str, SequenceSet], vocabulary: list[str], *,
                  bidirectional: bool = False, **kwargs) -> None:
         self.vocabulary = list(vocabulary)
-        self.bidirectional = bool(bidirectional)
-        super().__init__(splits, len(self.vocabulary), **kwargs)
-
-    def collate_targets(self, targets: list[np.ndarray]) -> tuple[Tensor, Tensor | None]:
-        """(B,) labels."""
-        return torch.as_tensor(np.concatenate(targets), dtype=torch.long), None
-
-    def sequence_scores(self, outputs: Tensor, batch: Batch) -> Tensor:
-        """(B, C): each sequence's scores at its last real step, or their mean over its real
-        steps for a bidirectional network."""
-        if self.bidirectional:
-            mask = batch.mask.unsqueeze(-1).to(outputs.dtype)
-            return (outputs * mask).sum(0) / batch.lengths.clamp(min=1)[:, None].to(outputs)
-        last = (batch.lengths - 1).clamp(min=0)
-        return outputs[last, torch.arange(outputs.shape[1], device=outputs.device)]
-
-    def loss_terms(self, outputs: Tensor, batch: Batch) -> tuple[Tensor, Tensor | int]:
-        """Cross-entropy summed over the batch's sequences; their count."""
-        scores = self.sequence_scores(outputs, batch)
-        return F.cross_entropy(scores, batch.targets, reduction="sum"), len(batch.targets)
-
-    def score(self, outputs: Tensor, batch: Batch) -> dict[str, tuple[float, float]]:
-        """Classification errors and summed cross-entropy, with sequence counts."""
-        scores = self.sequence_scores(outputs, batch)
-        n = float(len(batch.targets))
-        return {"error": (float((scores.argmax(-1) != batch.targets).sum()), n),
-                "cross_entropy": (float(F.cross_entropy(scores, batch.targets,
-                                                        reduction="sum")), n)}
-
-    def _baseline(self, split: str) -> float:
-        """Error of always answering the training set's most frequent word."""
-        train = np.concatenate(self.splits["train"].targets)
-        majority = np.bincount(train).argmax()
-        return float(np.mean(np.concatenate(self.splits[split].targets) != majority))
+        super().__init__(splits, self.vocabulary, bidirectional=bidirectional, **kwargs)
 
 
 def load(bidirectional: bool = False, standardize: bool = True, **options) -> WordsTask:
