@@ -1,6 +1,7 @@
 """The clockwork RNN (`CW`, Koutník et al. 2014): tanh units in modules that tick at their own rate.
 
-The H hidden units form g modules of near-equal size (the first H mod g hold one more unit),
+The H hidden units form g modules of near-equal size (the first H mod g hold one more unit;
+with fewer units than `modules`, each unit is a module, so that any searched hidden size works),
 module i with period T_i = base^(i-1), i = 1..g, so the periods grow from 1. At step t
 (t = 0, 1, ...; the state is zero before t = 0) the modules with t mod T_i = 0 update,
 
@@ -38,10 +39,8 @@ def _options(modules: Any, period_base: Any) -> tuple[int, int]:
 
 
 def module_sizes(hidden_size: int, modules: int = OPTIONS["modules"]) -> tuple[int, ...]:
-    """Units per module: H split into `modules` near-equal parts, the larger ones first."""
-    if modules > hidden_size:
-        raise ValueError(f"CW: {modules} modules need hidden_size >= {modules}, got "
-                         f"{hidden_size} (lower train.cell_options.CW.modules)")
+    """Units per module: H split into min(`modules`, H) near-equal parts, larger ones first."""
+    modules = min(modules, hidden_size)
     q, r = divmod(hidden_size, modules)
     return tuple(q + 1 if k < r else q for k in range(modules))
 
@@ -105,7 +104,7 @@ class ClockworkCell(nn.Module):
         modules, period_base = _options(modules, period_base)
         self.input_size, self.hidden_size, self.init_std = input_size, hidden_size, init_std
         self.sizes = module_sizes(hidden_size, modules)
-        self.periods = periods(modules, period_base)
+        self.periods = periods(len(self.sizes), period_base)
         self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size))
         self.bias = nn.Parameter(torch.empty(hidden_size))
         for k, n in enumerate(self.sizes):

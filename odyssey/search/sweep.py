@@ -29,6 +29,7 @@ import torch
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from ..cells import cell_names, get_cell
 from ..data.missing import OPTIONS as MISSING_OPTIONS
 from ..tasks import Task, load_task
 from ..training import Hyperparameters, TrainResult, TrialJob, train_pack
@@ -75,10 +76,23 @@ class WorkerReport:
 
 
 def _defining(config: dict[str, Any]) -> dict[str, Any]:
+    """What must match between runs of one sweep. Keys added since a sweep may have begun
+    count with their defaults: the missing-data task options (nothing removed), one layer and
+    each cell's default options."""
     out = {k: config.get(k) for k in DEFINING_KEYS}
     if isinstance(out.get("train"), dict):
-        out["train"] = {k: v for k, v in out["train"].items() if k not in RUN_LOCAL_TRAIN_KEYS}
+        out["train"] = {"layers": 1, "cell_options": default_cell_options(),
+                        **{k: v for k, v in out["train"].items()
+                           if k not in RUN_LOCAL_TRAIN_KEYS}}
+    if isinstance(out.get("task"), dict):
+        out["task"] = {**MISSING_OPTIONS, **out["task"]}
     return out
+
+
+def default_cell_options() -> dict[str, dict[str, Any]]:
+    """{cell: its options' defaults} of the registered cells that take options (CW)."""
+    return {name: dict(get_cell(name).options) for name in cell_names()
+            if get_cell(name).options}
 
 
 def write_config(spec: SweepSpec) -> None:
@@ -91,12 +105,6 @@ def write_config(spec: SweepSpec) -> None:
         assert isinstance(old, dict)
         if isinstance(old.get("train"), dict):  # sweeps begun before train.stopping existed
             old["train"].setdefault("stopping", "metric")  # stopped on the metric alone
-            # before layers and cell options: one layer, each cell's default options
-            old["train"].setdefault("layers", 1)
-            old["train"].setdefault("cell_options", config["train"].get("cell_options"))
-        if isinstance(old.get("task"), dict):  # before missing data: nothing removed
-            for key, value in MISSING_OPTIONS.items():
-                old["task"].setdefault(key, value)
         before, now = _defining(old), _defining(config)
         changed = [k for k in DEFINING_KEYS if before.get(k) != now.get(k)]
         if changed:

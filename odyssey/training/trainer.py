@@ -74,6 +74,8 @@ class Hyperparameters:
     dropout: float = 0.0
     layers: int | None = None
     parameter_budget: int | None = None
+    # searched cell options by cell, e.g. {"CW": {"modules": 5}}: over train.cell_options
+    cell_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if (self.hidden_size is None) == (self.parameter_budget is None):
@@ -99,12 +101,17 @@ class Hyperparameters:
         def integer(key: str) -> int | None:
             return None if params.get(key) is None else int(params[key])
 
+        options: dict[str, dict[str, Any]] = {}
+        for key, value in params.items():
+            cell, dot, option = key.partition(".")  # "<cell>.<option>": a cell's own option
+            if dot:
+                options.setdefault(canonical(cell), {})[option] = value
         return cls(hidden_size=integer("hidden_size"),
                    learning_rate=float(params["learning_rate"]),
                    momentum=1.0 - float(params["one_minus_momentum"]),
                    input_noise=float(params["input_noise"]),
                    dropout=float(params.get("dropout", 0.0)), layers=integer("layers"),
-                   parameter_budget=integer("parameter_budget"))
+                   parameter_budget=integer("parameter_budget"), cell_options=options)
 
 
 @dataclass(frozen=True)
@@ -296,7 +303,7 @@ class _Run:
         task, job, settings, device = self.task, self.job, self.settings, self.device
         variant = canonical(job.variant)
         layers = settings.layers if hp.layers is None else hp.layers
-        options = _cell_options(settings, variant)
+        options = {**_cell_options(settings, variant), **hp.cell_options.get(variant, {})}
         hidden = hp.hidden_size
         if hidden is None:  # deep vs wide: the largest network within the searched budget
             hidden = hidden_size_for_budget(

@@ -7,6 +7,7 @@ import pytest
 from optuna.trial import TrialState
 
 from odyssey.analysis.load import load_sweep, space_of
+from odyssey.cells import parameter_count
 from odyssey.networks import hidden_size_for_budget
 from odyssey.search.spec import SweepConfigError, SweepSpec
 from odyssey.search.sweep import run_worker
@@ -56,4 +57,25 @@ def test_cells_without_a_kernel_are_refused_with_impl_cpp(tmp_path):
         SweepSpec.from_config(cfg)
     bad = toy_config(tmp_path, "+train.cell_options.CW.blocks=2")
     with pytest.raises(SweepConfigError, match="train.cell_options.CW"):
+        SweepSpec.from_config(bad)
+
+
+def test_a_cell_option_is_searched_like_any_hyperparameter(tmp_path):
+    cfg = toy_config(tmp_path, "variants=[CW,V]", "trials_per_variant=2", "train.max_epochs=1",
+                     "search.params.hidden_size.low=4", "search.params.hidden_size.high=8",
+                     "+search.params.CW.modules={type:int,low:1,high:6}")
+    spec = SweepSpec.from_config(cfg)
+    assert "CW.modules" in spec.distributions
+    assert run_worker(spec).complete == 4
+    for t in studies(cfg)["CW"].get_trials(states=(TrialState.COMPLETE,)):
+        h, g = t.params["hidden_size"], t.params["CW.modules"]
+        expected = parameter_count("CW", 4, h, cell_options={"modules": g})
+        assert t.user_attrs["recurrent_parameter_count"] == expected
+    names = [hp.name for hp in space_of(load_sweep("t", tmp_path / "results"))]
+    assert "CW.modules" in names
+    bad = toy_config(tmp_path, "+search.params.CW.blocks={type:int,low:1,high:6}")
+    with pytest.raises(SweepConfigError, match="search.params.CW.blocks: cell CW: unknown"):
+        SweepSpec.from_config(bad)
+    bad = toy_config(tmp_path, "+search.params.GRU.modules={type:int,low:1,high:6}")
+    with pytest.raises(SweepConfigError, match="cell GRU: unknown cell option"):
         SweepSpec.from_config(bad)
