@@ -15,7 +15,7 @@ NOTEBOOK_ARGS ?=
 LAB_PORT ?= 8888
 
 .PHONY: help setup system-deps test test-slow test-all lint bench clean run-sweep analyze \
-	notebooks lab
+	notebooks lab reproduce docs
 
 # run-sweep: the quick sweep (configs/experiment/quick.yaml) on WORKERS local processes
 # (hydra/launcher=processes: one killed worker leaves the others running);
@@ -34,8 +34,10 @@ help:
 	@echo "make analyze    analyse results/$(SWEEP) into report.md, figures/, tables/ (SWEEP=name)"
 	@echo "make notebooks  execute notebooks/ on results/$(SWEEP) into its notebooks/ (.ipynb + .html)"
 	@echo "make lab        JupyterLab on notebooks/ at 127.0.0.1:$(LAB_PORT) (installs .[notebooks] once)"
-	@echo "make lint       ruff"
+	@echo "make lint       ruff, and lint-imports (the layers in pyproject.toml)"
+	@echo "make docs       the documentation site into site/, strictly (installs .[docs] once)"
 	@echo "make run-sweep  build the $(TASK) corpus if needed, run the quick sweep on WORKERS=$(WORKERS) processes"
+	@echo "make reproduce  the quick study on music, speech and handwriting, then one cross-task report"
 	@echo "make bench      speed benchmarks (results/bench/)"
 
 $(STAMP): pyproject.toml
@@ -95,11 +97,35 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
+# docs: the site from docs/ and mkdocs.yml, built offline; --strict fails on any warning (a
+# broken link or anchor, a page missing from the nav, an API reference that does not resolve)
+docs: $(STAMP)
+	@$(PY) -c "import mkdocs, material, mkdocstrings_handlers.python" 2>/dev/null || \
+		$(PY) -m pip install -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+# the workers build the corpus the sweep's config names (the quick study's own sizes) when it
+# is missing: one builds under a lock while the other waits
 run-sweep: system-deps $(STAMP)
-	$(VENV)/bin/odyssey-data build $(TASK)
 	$(VENV)/bin/odyssey-sweep --multirun hydra/launcher=processes hydra.launcher.n_jobs=$(WORKERS) \
 		'worker=range(0,$(WORKERS))' task=$(TASK) $(SWEEP_ARGS)
 
+# reproduce: the quick study (experiment=quick) on each of REPRO_TASKS, each its own sweep
+# quick-<task> (a finished one is not run again; an interrupted one resumes), then one report
+# over all of them in results/quick-music+quick-speech+quick-handwriting/. SWEEP_ARGS
+# reaches every sweep, SWEEP_ARGS_<task> one task's (e.g. SWEEP_ARGS_speech="task.source=timit
+# task.path=/data/timit"); ANALYZE_ARGS the analysis.
+REPRO_TASKS ?= music speech handwriting
+empty :=
+space := $(empty) $(empty)
+REPRO_SWEEPS = [$(subst $(space),$(comma),$(strip $(foreach t,$(REPRO_TASKS),quick-$(t))))]
+reproduce: system-deps $(STAMP)
+	@$(foreach t,$(REPRO_TASKS),echo "== make reproduce: the quick study on $(t)" && \
+		$(MAKE) --no-print-directory run-sweep TASK=$(t) \
+		SWEEP_ARGS="$(SWEEP_ARGS) $(SWEEP_ARGS_$(t))" && ) true
+	$(VENV)/bin/odyssey-analyze 'sweep_name=$(REPRO_SWEEPS)' $(ANALYZE_ARGS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info

@@ -47,7 +47,7 @@ from machine_load import add_force_flag, check_before, finish, load_average, ver
 
 from odyssey.cells import VARIANTS  # noqa: E402
 from odyssey.tasks import load_task  # noqa: E402
-from odyssey.training.trainer import (  # noqa: E402
+from odyssey.training import (  # noqa: E402
     Hyperparameters,
     TrainResult,
     TrainSettings,

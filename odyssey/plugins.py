@@ -1,8 +1,9 @@
-"""Loading plugins: the user's modules that register cells and tasks (README "Your own cell").
+"""Loading plugins: the user's modules that register cells and tasks (docs/extending.md "Plugins").
 
 A plugin is an importable module name (`my_cells`, `my_lab.cells`) or a path to a .py file;
-importing it runs its `odyssey.cells.register_cell` / `odyssey.tasks.register_task` calls.
-The sweep loads those named by its config key `plugins`, and always every entry point of
+importing it runs its `odyssey.cells.register_cell` / `odyssey.tasks.register_task` calls,
+attributed to it (odyssey.registry.registering_as). The entry points load them: odyssey-sweep
+those named by its config key `plugins`, and always every entry point of
 the group `odyssey.plugins` (a package declares one in its pyproject.toml:
 `[project.entry-points."odyssey.plugins"] my_cells = "my_lab.cells"`). Each plugin is loaded
 once per process. A plugin that fails to import, registers a taken name, registers nothing,
@@ -22,6 +23,10 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from . import registry
+from .cells import registry as cells
+from .tasks import TASKS, remove_task, task_names
+
 ENTRY_POINT_GROUP = "odyssey.plugins"
 
 
@@ -40,12 +45,6 @@ class Plugin:
 
 
 _loaded: dict[str, Plugin] = {}  # key (resolved path, module name or entry point) -> plugin
-_loading: list[str] = []
-
-
-def current_plugin() -> str | None:
-    """The plugin being imported right now (what its registrations are attributed to)."""
-    return _loading[-1] if _loading else None
 
 
 def is_path(ref: str) -> bool:
@@ -139,14 +138,11 @@ def _load(key: str, ref: str, do_import, fresh: bool = True) -> Plugin:
     """Run `do_import` as plugin `key`, check what it registered, roll back on failure."""
     if key in _loaded:
         return _loaded[key]
-    from .cells import registry as cells
-    from .tasks import _TASKS, remove_task
-
-    cells_before, tasks_before = set(cells.cell_names()), set(_TASKS)
-    _loading.append(key)
+    cells_before, tasks_before = set(cells.cell_names()), set(task_names())
     try:
         try:
-            source = do_import()
+            with registry.registering_as(key):
+                source = do_import()
         except PluginError:
             raise
         except (cells.CellRegistrationError, ValueError, TypeError) as e:
@@ -155,7 +151,7 @@ def _load(key: str, ref: str, do_import, fresh: bool = True) -> Plugin:
             raise PluginError(f"plugin {key!r} failed to import: {type(e).__name__}: {e}"
                               f"{_where(e)}") from e
         new_cells = tuple(n for n in cells.cell_names() if n not in cells_before)
-        new_tasks = tuple(n for n in _TASKS if n not in tasks_before)
+        new_tasks = tuple(n for n in task_names() if n not in tasks_before)
         if not new_cells and not new_tasks and fresh and not _already_registered(key):
             raise PluginError(f"plugin {key!r} registered no cells or tasks: it should call "
                               "odyssey.cells.register_cell(...) or "
@@ -168,11 +164,9 @@ def _load(key: str, ref: str, do_import, fresh: bool = True) -> Plugin:
     except BaseException:
         for name in set(cells.cell_names()) - cells_before:
             cells.remove_cell(name)
-        for name in set(_TASKS) - tasks_before:
+        for name in set(task_names()) - tasks_before:
             remove_task(name)
         raise
-    finally:
-        _loading.pop()
     plugin = Plugin(ref, source, new_cells, new_tasks)
     _loaded[key] = plugin
     return plugin
@@ -180,8 +174,4 @@ def _load(key: str, ref: str, do_import, fresh: bool = True) -> Plugin:
 
 def _already_registered(key: str) -> bool:
     """Whether cells or tasks attributed to `key` exist (imported earlier by other means)."""
-    from .cells import registry as cells
-    from .tasks import _TASKS
-
-    return any(cells.get_cell(n).origin == key for n in cells.cell_names()) or any(
-        t.origin == key for t in _TASKS.values())
+    return any(c.origin == key for c in cells.CELLS) or any(t.origin == key for t in TASKS)

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from odyssey import plugins
-from odyssey.cells import registry
-from odyssey.tasks import _TASKS
+from odyssey.cells.registry import CELLS
+from odyssey.tasks import TASKS
 
 
 @pytest.fixture(autouse=True)
@@ -18,8 +18,9 @@ def _seed_and_threads():
 @pytest.fixture(autouse=True)
 def _registries():
     """What a test registers (cells, tasks, plugins) is gone after it."""
-    cells, tasks, loaded = dict(registry._CELLS), dict(_TASKS), dict(plugins._loaded)
+    cells, tasks, loaded = CELLS.snapshot(), TASKS.snapshot(), dict(plugins._loaded)
     yield
-    for saved, live in ((cells, registry._CELLS), (tasks, _TASKS), (loaded, plugins._loaded)):
-        live.clear()
-        live.update(saved)
+    CELLS.restore(cells)
+    TASKS.restore(tasks)
+    plugins._loaded.clear()
+    plugins._loaded.update(loaded)

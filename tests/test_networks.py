@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from odyssey.networks import SequenceNetwork, hidden_size_for_budget, network_parameter_count
-from odyssey.search.space import SearchSpaceError, distributions
+from odyssey.search.sampling import SearchSpaceError, distributions
 from odyssey.tasks import load_task
 from odyssey.training import Hyperparameters, TrainSettings, train
 from tests import toy

@@ -39,7 +39,7 @@ class SurvivedFailure(JobReturn):
 
 def job_name(idx: int, overrides: Any) -> str:
     """'#1 (worker=1)': how a job is named in launcher messages, a URL's password masked."""
-    from odyssey.search.storage import mask_secrets  # here: plugin scans stay light
+    from odyssey.store.storage import mask_secrets  # here: plugin scans stay light
 
     return f"#{idx} ({mask_secrets(' '.join(filter_overrides(list(overrides))))})"
 

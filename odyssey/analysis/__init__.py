@@ -9,8 +9,11 @@ Typical use (what the notebooks do):
     importance = fanova_by_task(data)        # task -> FanovaResult (or Skipped, with why)
 """
 
+from ..store.sweeps import UnknownSweepError, list_sweeps, storage_url
+from ..store.sweeps import open_existing as open_storage  # the analysis opens existing stores
 from .fanova import FanovaResult, fanova
 from .findings import Finding, hyperparameter_findings, variant_findings
+from .hyperparameters import DEFAULT_SPACE, Hyperparameter
 from .importance import Skipped, cap_response, fanova_by_task, fanova_by_variant
 from .load import (
     complete,
@@ -24,9 +27,7 @@ from .load import (
     trials_frame,
 )
 from .report import Options, analyze, write_report
-from .space import DEFAULT_SPACE, Hyperparameter
 from .stats import best_fraction, correct, mann_whitney, variant_tests, welch
-from .store import UnknownSweepError, list_sweeps, open_storage, storage_url
 
 __all__ = [
     "FanovaResult", "fanova", "Finding", "hyperparameter_findings", "variant_findings",

@@ -32,7 +32,7 @@ import pandas as pd
 from sklearn.ensemble import RandomForestRegressor
 from threadpoolctl import threadpool_limits
 
-from .space import Hyperparameter
+from .hyperparameters import Hyperparameter
 
 
 @dataclass

@@ -196,6 +196,74 @@ def variant_boxes(data: dict[str, pd.DataFrame], tests: pd.DataFrame, task: str,
     return fig
 
 
+def paper_boxes(best: pd.DataFrame, tests: pd.DataFrame, tasks: Sequence[str], *,
+                paper: dict[str, dict[str, str]], metric: str = "test_metric",
+                labels: dict[str, str] | None = None, fraction: float = 0.1) -> Figure:
+    """The paper's Fig. 3 for this sweep: one panel per task, the best `fraction` per variant.
+
+    Boxes as in `variant_boxes` (25-75 %, whiskers the full range, white dot the mean, colour
+    and star the verdict against V). Under each variant's name, the paper's own best-10 %
+    mean for that task (`paper`: task -> variant -> text, "*" significantly different from V),
+    as text: its corpora differ from ours, so the numbers are compared, not drawn on our axis.
+    """
+    labels = labels or {}
+    tasks = [t for t in tasks if (best["task"] == t).any()]
+    fig = Figure(figsize=(max(5.0, 4.6 * len(tasks)), 4.6), layout="constrained")
+    axes = fig.subplots(1, max(1, len(tasks)), squeeze=False)[0]
+    for ax, task in zip(axes, tasks, strict=False):
+        frame = best[best["task"] == task]
+        variants = order_variants(frame["variant"])
+        sel = tests[(tests["task"] == task) & (tests["subset"] == "best")]
+        verdicts = dict(zip(sel["variant"], sel["verdict"], strict=True))
+        limit = bulk_top(frame[metric].to_numpy(float))
+        stats, above = [], []
+        for v in variants:
+            values = frame.loc[frame["variant"] == v, metric].to_numpy(float)
+            stats.append(_box_stats(values, v, limit))
+            above.append(int((values > limit).sum()))
+        pos = np.arange(len(variants))
+        boxes = ax.bxp(stats, positions=pos, widths=0.55, showmeans=True, patch_artist=True,
+                       meanprops={"marker": "o", "markerfacecolor": "white",
+                                  "markeredgecolor": "black", "markersize": 5},
+                       medianprops={"color": "black", "linewidth": 1.5})
+        for patch, v in zip(boxes["boxes"], variants, strict=True):
+            color = {WORSE: WORSE_COLOR, BETTER: BETTER_COLOR}.get(verdicts.get(v), PLAIN_COLOR)
+            if verdicts.get(v) not in (WORSE, BETTER, SAME, BASELINE):
+                color = UNTESTED_COLOR
+            patch.set_facecolor(colors.to_rgba(color, 0.55))
+            patch.set_edgecolor("black")
+        top = max(s["whishi"] for s in stats)
+        low = min(s["whislo"] for s in stats)
+        log = value_axis(ax, low, top, headroom=0.12)
+        for i, v in enumerate(variants):
+            if verdicts.get(v) in (WORSE, BETTER):
+                ax.text(i, shift(stats[i]["whishi"], 0.02, low, top, log), "*", ha="center",
+                        va="bottom", fontsize=14, fontweight="bold",
+                        color=WORSE_COLOR if verdicts[v] == WORSE else BETTER_COLOR)
+        for i, n in enumerate(above):
+            mark_off_scale(ax, i, n, shift(top, 0.12, low, top, log))
+        ours = paper.get(task, {})
+        ax.set_xticks(pos, [f"{v}\n{ours.get(v, '-')}" for v in variants], fontsize="x-small")
+        ax.set_ylabel(labels.get(task, metric) + (" (log scale)" if log else ""))
+        n = frame.groupby("variant").size()
+        ax.set_title(f"{task}: best {100 * fraction:g} % (n = {n.min()}"
+                     + (f"-{n.max()}" if n.max() != n.min() else "") + " per variant)",
+                     loc="left", fontsize="medium")
+        ax.grid(axis="y", alpha=0.3)
+    handles = [Patch(facecolor=colors.to_rgba(WORSE_COLOR, 0.55), edgecolor="black",
+                     label="significantly worse than V (*)"),
+               Patch(facecolor=colors.to_rgba(BETTER_COLOR, 0.55), edgecolor="black",
+                     label="significantly better than V"),
+               Patch(facecolor=colors.to_rgba(PLAIN_COLOR, 0.55), edgecolor="black",
+                     label="no significant difference / V"),
+               Patch(facecolor=UNTESTED_COLOR, edgecolor="black", label="not tested"),
+               Patch(facecolor="none", edgecolor="none",
+                     label="under each name: the paper's best-10 % mean (* differs from V)")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False,
+               fontsize="small")
+    return fig
+
+
 def marginals(result: FanovaResult, *, metric_label: str = "metric", title: str = "",
               size: int = 100) -> Figure:
     """Predicted marginal of each hyperparameter with a one-standard-deviation band over trees."""

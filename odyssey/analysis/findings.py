@@ -36,6 +36,7 @@ class Finding:
     claim: str
     verdict: str
     evidence: str
+    by_task: str = ""  # per task, e.g. "agrees on music and handwriting; disagrees on speech"
 
 
 def fmt(x: float, digits: int = 4) -> str:
@@ -66,6 +67,26 @@ def _overall(per_task: list) -> str:
     if all(tested):
         return AGREES
     return PARTLY if any(tested) else DISAGREES
+
+
+def _outcome(x) -> str:
+    """One task's outcome of a claim, in the verdicts' words."""
+    if x is UNCLEAR:
+        return INCONCLUSIVE
+    if x is None:
+        return UNTESTABLE
+    return AGREES if x else DISAGREES
+
+
+def by_task(tasks: list[str], per_task: list) -> str:
+    """'agrees on music and handwriting; disagrees on speech': each outcome with its tasks."""
+    groups: dict[str, list[str]] = {}
+    for task, x in zip(tasks, per_task, strict=True):
+        groups.setdefault(_outcome(x), []).append(task)
+
+    def names(ts: list[str]) -> str:
+        return ts[0] if len(ts) == 1 else ", ".join(ts[:-1]) + " and " + ts[-1]
+    return "; ".join(f"{outcome} on {names(ts)}" for outcome, ts in groups.items())
 
 
 def _row(tests: pd.DataFrame, task: str, subset: str, variant: str) -> pd.Series | None:
@@ -105,7 +126,7 @@ def _variant_claim(tests: pd.DataFrame, variant: str, baseline: str, claim: str,
             lines.append(_describe(tests, task, variant, baseline))
     if not lines:
         lines = [f"no trials of {variant}"]
-    return Finding(claim, _overall(per_task), "<br>".join(lines))
+    return Finding(claim, _overall(per_task), "<br>".join(lines), by_task(tasks, per_task))
 
 
 def variant_findings(tests: pd.DataFrame, baseline: str = "V") -> list[Finding]:
@@ -152,7 +173,7 @@ def variant_findings(tests: pd.DataFrame, baseline: str = "V") -> list[Finding]:
 
 
 def _fanova_claim(results: dict[str, FanovaResult | Skipped], claim: str, judge) -> Finding:
-    per_task, lines = [], []
+    tasks, per_task, lines = list(results), [], []
     for task, res in results.items():
         if isinstance(res, Skipped):
             per_task.append(None)
@@ -163,7 +184,7 @@ def _fanova_claim(results: dict[str, FanovaResult | Skipped], claim: str, judge)
         lines.append(f"{task}{' (all variants pooled)' if res.fallback else ''} — {text}")
     if not lines:
         lines = ["no task with trials"]
-    return Finding(claim, _overall(per_task), "<br>".join(lines))
+    return Finding(claim, _overall(per_task), "<br>".join(lines), by_task(tasks, per_task))
 
 
 def _pct(x: float) -> str:

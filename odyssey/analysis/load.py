@@ -22,10 +22,10 @@ import optuna
 import pandas as pd
 
 from ..cells import canonical, cell_names
-from ..search.provenance import RUN_PREFIX, run_record
-from ..search.storage import mask_url
-from .space import DEFAULT_SPACE, Hyperparameter, space_from_distributions
-from .store import open_storage, storage_url, sweep_dir
+from ..store.provenance import RUN_PREFIX, run_record
+from ..store.storage import mask_url
+from ..store.sweeps import open_existing, storage_url, sweep_dir, sweep_studies
+from .hyperparameters import DEFAULT_SPACE, Hyperparameter, space_from_distributions
 
 SCALAR_ATTRS = ("valid_metric", "test_metric", "best_epoch", "epochs_run", "parameter_count",
                 "recurrent_parameter_count", "train_seconds", "momentum", "seed", "batch_size",
@@ -47,11 +47,6 @@ def order_tasks(names: Iterable[str]) -> list[str]:
     paper = ("speech", "handwriting", "music")
     names = list(dict.fromkeys(names))
     return sorted(names, key=lambda n: (paper.index(n) if n in paper else len(paper), n))
-
-
-def _studies(storage: optuna.storages.BaseStorage, sweep: str) -> list:
-    prefix = f"{sweep}/"
-    return [s for s in storage.get_all_studies() if s.study_name.startswith(prefix)]
 
 
 def _study_keys(study, sweep: str) -> tuple[str, str]:
@@ -77,7 +72,7 @@ def variant_name(name: str) -> str:
 def trials_frame(storage: optuna.storages.BaseStorage, sweep: str) -> pd.DataFrame:
     """The trial table of every study "<sweep>/..." in an opened storage."""
     rows, distributions, labels, settings = [], {}, {}, {}
-    for study in _studies(storage, sweep):
+    for study in sweep_studies(storage, sweep):
         task, variant = _study_keys(study, sweep)
         metric = study.user_attrs.get("metric", "")
         labels.setdefault(task, study.user_attrs.get("metric_label") or metric or "metric")
@@ -140,7 +135,7 @@ def _open(sweep_name: str, results_dir: str | Path, url: str | None
     if url is None:
         base = sweep_dir(sweep_name, results_dir)
         url = storage_url(sweep_name, results_dir)
-    return open_storage(url, base=base)
+    return open_existing(url, base=base)
 
 
 def load_runs(sweep_name: str, results_dir: str | Path = "results",
@@ -153,7 +148,7 @@ def load_runs(sweep_name: str, results_dir: str | Path = "results",
     """
     storage = _open(sweep_name, results_dir, url)
     runs: dict[str, dict] = {}
-    for study in _studies(storage, sweep_name):
+    for study in sweep_studies(storage, sweep_name):
         for key, value in study.user_attrs.items():
             if key.startswith(RUN_PREFIX):
                 runs.setdefault(key[len(RUN_PREFIX):], value)
@@ -174,7 +169,7 @@ def load_sweep(sweep_name: str, results_dir: str | Path = "results",
     if url is None:
         base = sweep_dir(sweep_name, results_dir)
         url = storage_url(sweep_name, results_dir)
-    storage = open_storage(url, base=base)
+    storage = open_existing(url, base=base)
     frame = trials_frame(storage, sweep_name)
     frame.attrs["storage_url"] = mask_url(url)
     return frame
@@ -216,7 +211,7 @@ def load_curves(sweep_name: str, results_dir: str | Path = "results",
     """Learning curves, long: task, variant, trial, epoch, train_loss, valid, test, valid_loss."""
     storage = _open(sweep_name, results_dir, url)
     rows = []
-    for study in _studies(storage, sweep_name):
+    for study in sweep_studies(storage, sweep_name):
         task, variant = _study_keys(study, sweep_name)
         for t in storage.get_all_trials(study._study_id, deepcopy=False):
             for point in t.user_attrs.get("curve") or []:

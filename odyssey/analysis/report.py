@@ -197,6 +197,41 @@ def _paper_section(tests: pd.DataFrame, data: pd.DataFrame, results: dict, opt: 
     return lines
 
 
+def _across_tasks_section(tests: pd.DataFrame, best: pd.DataFrame, opt: Options,
+                          tasks: list[str], labels: dict, fig_dir: Path, out: Path) -> list[str]:
+    """The paper's shape for a multi-task sweep: variants as rows, tasks as columns, Fig. 3."""
+    tasks = [t for t in tasks if (best["task"] == t).any()]
+    if len(tasks) < 2:
+        return []
+    pct = f"{100 * opt.best_fraction:g} %"
+    table = tests[tests["subset"] == "best"]
+    variants = order_variants(set(table["variant"]) | {v for t in tasks if t in PAPER
+                                                       for v in PAPER[t].best10})
+    mark = {WORSE: "*", BETTER: "*"}
+    columns: dict[str, list[str]] = {"variant": variants}
+    for task in tasks:
+        mine = table[table["task"] == task].set_index("variant")
+        columns[f"{task}: this sweep ({labels.get(task, opt.metric)})"] = [
+            fmt(mine.loc[v, "mean"]) + mark.get(mine.loc[v, "verdict"], "")
+            if v in mine.index else "-" for v in variants]
+        ref = PAPER.get(task)
+        if ref is not None:
+            columns[f"{task}: paper ({ref.dataset}, {ref.unit})"] = [
+                ref.best10.get(v, "-") for v in variants]
+    paper = {t: PAPER[t].best10 for t in tasks if t in PAPER}
+    png = figures.save(figures.paper_boxes(best, tests, tasks, paper=paper, metric=opt.metric,
+                                           labels=labels, fraction=opt.best_fraction),
+                       fig_dir, "paper_fig3", opt.formats)
+    return ["## Across tasks: the paper's table and Fig. 3", "",
+            f"Mean {opt.metric} of each variant's best {pct} (by {opt.select_by}) per task, "
+            "beside the paper's (DESIGN §5; read from its Fig. 3, ± 0.1). * marks a "
+            f"significant difference from {opt.baseline} (Welch, corrected) — ours from this "
+            "sweep's tests, the paper's from its own. The paper's corpora differ from the "
+            "embedded ones (see each task's note below), so compare orderings and stars, not "
+            "absolute values.", "", md_table(pd.DataFrame(columns)), "",
+            f"![the paper's Fig. 3 for this sweep]({_rel(png, out)})", ""]
+
+
 def _rel(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
@@ -394,10 +429,13 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
         + ("; a task marked *(all variants pooled)* had too few of those trials"
            if any(getattr(r, "fallback", None) for r in results.values()) else "") + ".", "",
         md_table(pd.DataFrame({"finding": [f.claim for f in found],
-                               "this sweep": [f"**{f.verdict}**" for f in found],
+                               "this sweep": [f"**{f.verdict}**" + (f" ({f.by_task})"
+                                                                  if len(tasks) > 1 else "")
+                                              for f in found],
                                "evidence": [f.evidence for f in found]})), ""]
 
-    paper_lines = _paper_section(tests, data, results, opt, tasks, labels)
+    paper_lines = (_across_tasks_section(tests, best, opt, tasks, labels, fig_dir, out)
+                   + _paper_section(tests, data, results, opt, tasks, labels))
     lines += finding_lines + paper_lines + variant_lines + hp_lines + lr_lines
     lines += notebook_section(out)  # links results/<sweep>/notebooks/*.html when rendered
     lines += [f"_Written by odyssey-analyze in {time.time() - started:.0f} s._", ""]

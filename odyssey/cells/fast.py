@@ -31,11 +31,12 @@ from torch import Tensor
 from . import reference
 from .variants import VariantSpec
 
-# Variant flags; must match the constants in csrc/lstm_family.cpp.
+# Variant flags; must match the constants in csrc/flags.h.
 _IG, _FG, _CPL, _OG, _IACT, _OACT, _PEEP, _FGR = 1, 2, 4, 8, 16, 32, 64, 128
 
 _MODES = {"fast": 0, "generic": 1, "aten-mm": 2}
-_SOURCE = Path(__file__).with_name("csrc") / "lstm_family.cpp"
+_CSRC = Path(__file__).with_name("csrc")
+_SOURCE = _CSRC / "lstm_family.cpp"  # one translation unit; it includes csrc/*.h
 _lock = threading.Lock()
 _state: dict[str, Any] = {"tried": False, "ops": None, "error": None}
 
@@ -50,7 +51,7 @@ def flags(s: VariantSpec) -> int:
 
 def _cflags() -> list[str]:
     """-O3, plus AVX2/FMA and AVX-512 where this CPU has them (the build is for this machine
-    only; with AVX-512 the kernels use their own float gemm, see lstm_family.cpp)."""
+    only; with AVX-512 the kernels use their own float gemm, see csrc/gemm.h)."""
     # -fopenmp: at::parallel_for (the gemm's column split over torch's threads) is OpenMP
     # in PyTorch's headers and runs serially without it
     out = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp"]
@@ -87,12 +88,21 @@ def _build() -> Any:
 
 
 def _name(cflags: list[str]) -> str:
-    """The extension's name: its instruction set and the source's hash, so that checkouts of
-    different versions (worktrees, upgrades) sharing one extensions folder never load or
-    overwrite each other's builds."""
-    digest = hashlib.sha256(_SOURCE.read_bytes()).hexdigest()[:10]
+    """The extension's name: its instruction set and the hash of its sources (every file of
+    csrc/, the .cpp and the parts it includes), so that checkouts of different versions
+    (worktrees, upgrades) sharing one extensions folder never load or overwrite each other's
+    builds."""
+    digest = source_hash()
     return "odyssey_lstm_" + ("avx512" if "-mavx512f" in cflags
                               else "avx2" if "-mavx2" in cflags else "base") + "_" + digest
+
+
+def source_hash() -> str:
+    """The first 10 hex digits of the SHA-256 over every file of csrc/ (names and bytes)."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in _CSRC.iterdir() if p.suffix in (".cpp", ".h")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:10]
 
 
 def build_directory(name: str | None = None) -> Path:

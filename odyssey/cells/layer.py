@@ -10,17 +10,15 @@ and variational dropout masks while training.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from . import fast, reference
 from .dropout import NO_DROPOUT, VariationalDropout
+from .types import CellType, PluginDefinition
 from .variants import VariantSpec
-
-if TYPE_CHECKING:
-    from .registry import CellType, PluginDefinition
 
 # "auto": the fast kernels where they can be built, else the reference loops (one warning);
 # "cpp": the fast kernels or an error; "reference": the readable per-step loops.
@@ -227,9 +225,8 @@ class PluginCell(nn.Module):
         T, B, _ = x.shape
         n = self.definition.states
         zeros = [x.new_zeros(B, self.hidden_size) for _ in range(n)]
-        state: Any = zeros[0] if n == 1 else tuple(zeros)
-        outputs = []
-        for t in range(T):
+
+        def checked_step(t: int, state: Any) -> tuple[Tensor, Any]:
             state = step(p, x[t], state, drop)
             if n > 1 and (not isinstance(state, tuple | list) or len(state) != n):
                 raise ValueError(f"{self.definition.name}: step must return a tuple of {n} "
@@ -241,8 +238,10 @@ class PluginCell(nn.Module):
                         raise ValueError(
                             f"{self.definition.name}: step returned state {k} of shape {got}; "
                             f"expected (batch, hidden) = ({B}, {self.hidden_size})")
-            outputs.append(state if n == 1 else state[0])
-        return torch.stack(outputs) if outputs else x.new_zeros(0, B, self.hidden_size)
+            return (state if n == 1 else state[0]), state
+
+        return reference.unroll(checked_step, zeros[0] if n == 1 else tuple(zeros), T,
+                                x.new_zeros(0, B, self.hidden_size))
 
 
 class RecurrentLayer(nn.Module):

@@ -6,16 +6,31 @@ one direction over a batch whose sequences are aligned at t = 0; the layer in
 optional `drop` (variational dropout masks, `odyssey.cells.dropout`): the mask of gate g
 multiplies x where it enters g's input weights and y' where it enters g's recurrent
 weights. With `drop=None` (dropout off, and always at evaluation) the code is exactly the
-unmasked loop.
+unmasked loop. Every loop is one `step(t, state) -> (y_t, state)` run by `unroll`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from .dropout import VariationalDropout, masked_linear
 from .variants import VariantSpec
+
+
+def unroll(step: Callable[[int, Any], tuple[Tensor, Any]], state: Any, steps: int,
+           empty: Tensor) -> Tensor:
+    """The time loop of every reference cell: `step(t, state)` returns the output y_t (B, H)
+    and the next state, from `state` at t = 0; the outputs stacked (steps, B, H), or
+    `empty` for a sequence of no steps."""
+    outputs = []
+    for t in range(steps):
+        y, state = step(t, state)
+        outputs.append(y)
+    return torch.stack(outputs) if outputs else empty
 
 
 def lstm_step(
@@ -74,11 +89,10 @@ def lstm_sequence(
         x_proj = masked_linear(x, weight_ih, bias, drop.stacked("x", s.blocks))
         mask_h = drop.stacked("h", s.blocks)  # (B, G, H)
         w_hh = weight_hh.reshape(len(s.blocks), H, H)
-    y = x.new_zeros(B, H)
-    c = x.new_zeros(B, H)
-    gates_prev = x.new_zeros(B, 3 * H)  # FGR: zeros at t = 0
-    outputs = []
-    for t in range(T):
+
+    def step(t: int, state: tuple[Tensor, Tensor, Tensor]
+             ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+        y, c, gates_prev = state
         if drop is None:
             pre = x_proj[t] + y @ weight_hh.t()
         else:
@@ -90,9 +104,11 @@ def lstm_sequence(
                              strict=True))
             a = {k: v + extra[k] if k in extra else v for k, v in a.items()}
         y, c, g = lstm_step(s, a, c, peep)
-        gates_prev = torch.cat([g["i"], g["f"], g["o"]], dim=1)
-        outputs.append(y)
-    return torch.stack(outputs) if outputs else x.new_zeros(0, B, H)
+        return y, (y, c, torch.cat([g["i"], g["f"], g["o"]], dim=1))
+
+    # y, c and FGR's previous gates: zeros at t = 0
+    start = (x.new_zeros(B, H), x.new_zeros(B, H), x.new_zeros(B, 3 * H))
+    return unroll(step, start, T, x.new_zeros(0, B, H))
 
 
 def _recurrent(h: Tensor, weight_hh: Tensor, bias_hh: Tensor,
@@ -112,17 +128,17 @@ def gru_sequence(x: Tensor, weight_ih: Tensor, weight_hh: Tensor,
     gates = ("r", "z", "n")
     x_proj = (torch.nn.functional.linear(x, weight_ih, bias_ih) if drop is None
               else masked_linear(x, weight_ih, bias_ih, drop.stacked("x", gates)))
-    h = x.new_zeros(B, H)
-    outputs = []
-    for t in range(T):
+
+    def step(t: int, h: Tensor) -> tuple[Tensor, Tensor]:
         xr, xz, xn = x_proj[t].split(H, dim=1)
         hr, hz, hn = _recurrent(h, weight_hh, bias_hh, drop, gates).split(H, dim=1)
         r = torch.sigmoid(xr + hr)
         z = torch.sigmoid(xz + hz)
         n = torch.tanh(xn + r * hn)
         h = (1.0 - z) * n + z * h
-        outputs.append(h)
-    return torch.stack(outputs) if outputs else x.new_zeros(0, B, H)
+        return h, h
+
+    return unroll(step, x.new_zeros(B, H), T, x.new_zeros(0, B, H))
 
 
 def rnn_sequence(x: Tensor, weight_ih: Tensor, weight_hh: Tensor,
@@ -134,12 +150,12 @@ def rnn_sequence(x: Tensor, weight_ih: Tensor, weight_hh: Tensor,
     gates = ("a",)
     x_proj = (torch.nn.functional.linear(x, weight_ih, bias_ih) if drop is None
               else masked_linear(x, weight_ih, bias_ih, drop.stacked("x", gates)))
-    h = x.new_zeros(B, H)
-    outputs = []
-    for t in range(T):
+
+    def step(t: int, h: Tensor) -> tuple[Tensor, Tensor]:
         h = torch.tanh(x_proj[t] + _recurrent(h, weight_hh, bias_hh, drop, gates))
-        outputs.append(h)
-    return torch.stack(outputs) if outputs else x.new_zeros(0, B, H)
+        return h, h
+
+    return unroll(step, x.new_zeros(B, H), T, x.new_zeros(0, B, H))
 
 
 def mut_sequence(s: VariantSpec, x: Tensor, weight_ih: Tensor, weight_hh: Tensor,
@@ -170,9 +186,8 @@ def mut_sequence(s: VariantSpec, x: Tensor, weight_ih: Tensor, weight_hh: Tensor
         w_hr, w_hh = weight_hh.split(H, dim=0)
     else:
         w_hz, w_hr, w_hh = weight_hh.split(H, dim=0)
-    h = x.new_zeros(B, H)
-    outputs = []
-    for t in range(T):
+
+    def step(t: int, h: Tensor) -> tuple[Tensor, Tensor]:
         if s.name == "MUT1":
             z = torch.sigmoid(xz[t] + b_z)
             r = torch.sigmoid(xr[t] + into("r", h) @ w_hr.t() + b_r)
@@ -183,5 +198,6 @@ def mut_sequence(s: VariantSpec, x: Tensor, weight_ih: Tensor, weight_hh: Tensor
             r = torch.sigmoid(xr[t] + into("r", h) @ w_hr.t() + b_r)
             cand = torch.tanh((r * into("h", h)) @ w_hh.t() + xh[t] + b_h)
         h = cand * z + h * (1.0 - z)
-        outputs.append(h)
-    return torch.stack(outputs) if outputs else x.new_zeros(0, B, H)
+        return h, h
+
+    return unroll(step, x.new_zeros(B, H), T, x.new_zeros(0, B, H))

@@ -3,22 +3,23 @@
 Every consumer (layers, the trainer, the sweep's config check, the analysis's ordering)
 finds a cell here by its name. A `CellType` says how to build one direction of a layer and
 how many parameters that direction has. The built-ins are registered below, in the order
-of DESIGN §2; a user's module adds its own with `register_cell` (README "Your own cell"),
-loaded by name through `odyssey.plugins`.
+of DESIGN §2; a user's module adds its own with `register_cell` (docs/extending.md
+"Your own cell"), loaded by name through `odyssey.plugins`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ..registry import BUILTIN, Registry, origin_or_current
 from .layer import LSTMFamilyCell, MutCell, PluginCell, TorchParamCell
+from .types import CellType, PluginDefinition
 from .variants import (
     EXTRA_VARIANTS,
     LSTM_FAMILY,
@@ -32,57 +33,21 @@ NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 # what a cell is in the study: the paper's LSTM variants (one multiple-testing family in
 # the analysis), its two baselines, cells we add beside them, cells from plugins
 GROUPS = ("paper", "baseline", "extra", "plugin")
-BUILTIN = "odyssey"
 
 
 class CellRegistrationError(ValueError):
     """A cell definition that cannot be registered; the message says what is wrong."""
 
 
-@dataclass(frozen=True)
-class CellType:
-    """A registered cell: how to build one direction of a layer, and its parameter count.
-
-    `build(input_size, hidden_size, *, forget_bias, init_std, impl)` returns an nn.Module
-    with `sequence(x, drop=None)` mapping x (T, B, I) to y (T, B, H), all sequences starting
-    at t = 0 (the layer handles lengths and the reverse direction); `parameter_count(I, H)`
-    is the formula for one direction. `has_fast`: a fast kernel exists (impl="cpp" works).
-    `options`: the cell's own options and their defaults (CW's module count); `build` and
-    `parameter_count` take them as keyword arguments. `missing_inputs`: the cell reads its
-    input as three equal blocks [x; m; delta] -- values, observation mask, time since the
-    last observation -- (GRU-D, odyssey.data.missing) instead of plain features.
-    """
-
-    name: str
-    build: Callable[..., nn.Module]
-    parameter_count: Callable[[int, int], int]
-    group: str
-    origin: str = BUILTIN
-    has_fast: bool = False
-    spec: VariantSpec | None = None
-    description: str = ""
-    definition: Any = field(default=None, compare=False)  # the plugin's own definition
-    options: Mapping[str, Any] = field(default_factory=dict, compare=False)
-    missing_inputs: bool = False
-
-    def resolve_options(self, options: Mapping[str, Any] | None) -> dict[str, Any]:
-        """`options` checked against the cell's own (an unknown key is an error naming it)."""
-        options = dict(options or {})
-        unknown = sorted(set(options) - set(self.options))
-        if unknown:
-            raise ValueError(f"cell {self.name}: unknown cell option(s) {unknown}; "
-                             + (f"expected some of {sorted(self.options)}" if self.options
-                                else "it takes none"))
-        return options
-
-    def count(self, input_size: int, hidden_size: int,
-              options: Mapping[str, Any] | None = None) -> int:
-        """`parameter_count` of one direction under `options` (none for most cells)."""
-        options = self.resolve_options(options)
-        return int(self.parameter_count(input_size, hidden_size, **options))
+def _same_definition(old: CellType, new: CellType) -> bool:
+    """The same plugin registering the same definition again (a module imported twice)."""
+    return (old.definition is not None and old.origin == new.origin
+            and old.name == new.name and old.definition == new.definition)
 
 
-_CELLS: dict[str, CellType] = {}  # upper-case name -> cell, in registration order
+# the cells by name (case-insensitive), in registration order: built-ins first
+CELLS: Registry[CellType] = Registry("cell", error=CellRegistrationError,
+                                     case_insensitive=True, same=_same_definition)
 
 
 def add_cell(cell: CellType) -> CellType:
@@ -94,16 +59,7 @@ def add_cell(cell: CellType) -> CellType:
     if cell.group not in GROUPS:
         raise CellRegistrationError(f"cell {cell.name}: group must be one of {GROUPS}, "
                                     f"got {cell.group!r}")
-    old = _CELLS.get(cell.name.upper())
-    if old is not None:
-        if (old.definition is not None and old.origin == cell.origin
-                and old.name == cell.name and old.definition == cell.definition):
-            return old  # the same definition again from the same plugin: nothing to do
-        owner = "a built-in cell" if old.origin == BUILTIN else f"plugin {old.origin!r}"
-        raise CellRegistrationError(f"cell name {cell.name!r} is already taken by {owner} "
-                                    f"({old.name}); choose another name")
-    _CELLS[cell.name.upper()] = cell
-    return cell
+    return CELLS.add(cell)
 
 
 def remove_cell(name: str) -> None:
@@ -111,22 +67,23 @@ def remove_cell(name: str) -> None:
     cell = get_cell(name)
     if cell.origin == BUILTIN:
         raise ValueError(f"{cell.name} is a built-in cell and cannot be removed")
-    del _CELLS[cell.name.upper()]
+    CELLS.remove(cell.name)
 
 
 def cell_names(group: str | None = None) -> tuple[str, ...]:
     """Registered cell names in registration order (built-ins first), of `group` if given."""
-    return tuple(c.name for c in _CELLS.values() if group is None or c.group == group)
+    return tuple(c.name for c in CELLS if group is None or c.group == group)
 
 
 def get_cell(name: str) -> CellType:
     """The cell called `name` (case-insensitive); ValueError listing the valid names."""
-    if not isinstance(name, str) or name.upper() not in _CELLS:
+    cell = CELLS.get(name)
+    if cell is None:
         raise ValueError(
             f"unknown variant {name!r}; expected one of {', '.join(cell_names())} "
             "(case-insensitive; a cell of your own must be registered by a plugin, see "
-            "README 'Your own cell')")
-    return _CELLS[name.upper()]
+            "docs/extending.md 'Your own cell')")
+    return cell
 
 
 def canonical(name: str) -> str:
@@ -152,20 +109,6 @@ def parameter_count(variant: str, input_size: int, hidden_size: int,
 
 # -- cells from plugins ------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class PluginDefinition:
-    """What a plugin gave `register_cell` (see there)."""
-
-    name: str
-    parameters: Callable[[int, int], Mapping[str, tuple[int, ...]]]
-    parameter_count: Callable[[int, int], int]
-    step: Callable[..., Any] | None = None
-    sequence: Callable[..., Tensor] | None = None
-    fast: Callable[..., Tensor] | None = None
-    states: int = 1
-    init: Callable[[dict[str, Tensor], float], None] | None = None
-
-
 def register_cell(name: str, *, parameters: Callable[[int, int], Mapping[str, tuple[int, ...]]],
                   parameter_count: Callable[[int, int], int],
                   step: Callable[..., Any] | None = None,
@@ -173,7 +116,7 @@ def register_cell(name: str, *, parameters: Callable[[int, int], Mapping[str, tu
                   fast: Callable[..., Tensor] | None = None, states: int = 1,
                   init: Callable[[dict[str, Tensor], float], None] | None = None,
                   description: str = "", origin: str | None = None) -> CellType:
-    """Register a cell of your own under `name` (README "Your own cell").
+    """Register a cell of your own under `name` (docs/extending.md "Your own cell").
 
     parameters(I, H): {name: shape} of one direction's parameters (each starts from
         N(0, init_std) like the built-ins, unless `init(params, init_std)` is given).
@@ -202,13 +145,9 @@ def register_cell(name: str, *, parameters: Callable[[int, int], Mapping[str, tu
         raise CellRegistrationError(f"{where}: states must be an integer >= 1, got {states!r}")
     definition = PluginDefinition(name, parameters, parameter_count, step, sequence, fast,
                                   states, init)
-    if origin is None:
-        from .. import plugins  # the plugin being loaded, if any (no import cycle at runtime)
-
-        origin = plugins.current_plugin() or "__main__"
     return add_cell(CellType(
         name=name, build=partial(_build_plugin_cell, definition),
-        parameter_count=parameter_count, group="plugin", origin=origin,
+        parameter_count=parameter_count, group="plugin", origin=origin_or_current(origin),
         has_fast=fast is not None, description=description, definition=definition))
 
 
@@ -282,5 +221,6 @@ for _name in (*VARIANTS, *EXTRA_VARIANTS):
                else "extra"),
         has_fast=_spec.family != "mut", spec=_spec))
 
-__all__ = ["CellType", "CellRegistrationError", "GROUPS", "add_cell", "canonical", "cell_names",
-           "check_cell", "get_cell", "parameter_count", "register_cell", "remove_cell", "spec"]
+__all__ = ["CELLS", "CellType", "CellRegistrationError", "GROUPS", "add_cell", "canonical",
+           "cell_names", "check_cell", "get_cell", "parameter_count", "register_cell",
+           "remove_cell", "spec"]

@@ -41,9 +41,20 @@ def options_from(cfg: DictConfig):
                    formats=tuple(str(f) for f in cfg.figure_formats))
 
 
+def load_installed_plugins() -> None:
+    """The installed plugins (entry points `odyssey.plugins`), so that their cells are named
+    and ordered as registered; the analysis needs none, so a broken one is only a warning."""
+    from ..plugins import PluginError, load_plugins
+    try:
+        load_plugins()
+    except PluginError as e:
+        print(f"odyssey-analyze: warning: {e}", file=sys.stderr)
+
+
 def run(cfg: DictConfig) -> int:
     """Analyse the configured sweep; prints the report path, or the error and returns 1."""
     matplotlib.use("Agg")
+    load_installed_plugins()
     from ..analysis import analyze, list_sweeps
     from ..analysis.stats import CORRECTIONS
     try:

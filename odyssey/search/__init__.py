@@ -1,9 +1,5 @@
 """The sweep: random search over the variants on an Optuna store (DESIGN §4, §6).
 
-`odyssey-sweep` (odyssey.search.app) is the Hydra front end; `storage.open_storage(url)`
-is the one way to open a store (CONTRACT.md).
+`odyssey-sweep` (odyssey.search.app) is the Hydra front end; the store itself (opening it by
+URL, provenance, finding a sweep's studies) is odyssey.store, shared with the analysis.
 """
-
-from .storage import open_storage
-
-__all__ = ["open_storage"]

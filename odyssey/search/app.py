@@ -5,7 +5,7 @@
     odyssey-sweep experiment=greff task=music variants=[V,NP] trials_per_variant=4
     odyssey-sweep report_only=true                  # print the table of an existing sweep
 
-Options are the keys of configs/config.yaml and its groups (README "The sweep").
+Options are the keys of configs/config.yaml and its groups (docs/configs.md "Sweep options").
 
 Exit status: 0 when the sweep is complete (a multirun: whatever happened to single
 workers, since the others replace a dead worker's trial), 2 for a config error, 3 when it
@@ -29,12 +29,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ..config import CONFIG_DIR
+from ..store.storage import StorageURLError, mask_secrets, open_storage
 from .liveness import WorkerId
-from .progress import counts_toward_n
 from .running import EXIT_UNFINISHED, classify_running, unfinished, unwatched_message
-from .spec import SweepConfigError, SweepSpec
-from .storage import StorageURLError, mask_secrets, open_storage
+from .spec import SweepConfigError, SweepSpec, load_sweep_plugins
 from .sweep import final_report, load_studies, run_worker
+from .trial import counts_toward_n
 
 log = logging.getLogger("odyssey.sweep")
 
@@ -45,9 +45,15 @@ warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_local' i
                         "against ConfigStore schema")
 
 
+def _load_spec(cfg: DictConfig) -> SweepSpec:
+    """The plugins the config names (and the installed ones) loaded, then the config checked."""
+    load_sweep_plugins(cfg)
+    return SweepSpec.from_config(cfg)
+
+
 def _spec_or_exit(cfg: DictConfig) -> SweepSpec:
     try:
-        return SweepSpec.from_config(cfg)
+        return _load_spec(cfg)
     except SweepConfigError as e:
         print(f"odyssey-sweep: config error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -118,7 +124,7 @@ class FinalReport(Callback):
 
     def _report(self, config: DictConfig) -> None:
         try:
-            spec = SweepSpec.from_config(config)
+            spec = _load_spec(config)
         except SweepConfigError as e:  # the job has said what is wrong; say it once here
             log.warning("no final table: %s", e)
             return
@@ -142,7 +148,7 @@ class FinalReport(Callback):
         if config.get("report_only", False):
             return
         try:
-            spec = SweepSpec.from_config(config)
+            spec = _load_spec(config)
         except SweepConfigError:
             sys.exit(2)  # the jobs and _report have said what is wrong
         status, message = verdict(spec)

@@ -92,22 +92,45 @@ def process_alive(owner: WorkerId, me: WorkerId) -> bool:
     return True
 
 
+def heartbeat_interval(storage: Any) -> int | None:
+    """Seconds between a running trial's heartbeats on `storage`; None where the store keeps
+    none (a journal store, or an RDB store opened without heartbeats)."""
+    get = getattr(storage, "get_heartbeat_interval", None)
+    return get() if get is not None else None
+
+
+def silent_trial_ids(study: Any) -> set[int]:
+    """Trial ids whose Optuna heartbeat is older than the grace period (RDB stores)."""
+    storage = study._storage
+    # the storage's own query, the one optuna.storages.fail_stale_trials uses; called here
+    # so that fail_kind/fail_reason are set before the state (a finished trial is frozen)
+    get_stale = getattr(storage, "_get_stale_trial_ids", None)
+    if get_stale is None or not heartbeat_interval(storage):
+        return set()
+    return set(get_stale(study._study_id))
+
+
 class Heartbeat:
-    """Records Optuna heartbeats for a running trial on stores that keep them (RDB)."""
+    """Records Optuna heartbeats for a running trial on stores that keep them (RDB):
+    `start()` to `stop()`, or as a `with` block."""
 
     def __init__(self, storage: Any, trial_id: int) -> None:
-        interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
-        self._storage, self._trial_id, self._interval = storage, trial_id, interval
+        self._storage, self._trial_id = storage, trial_id
+        self._interval = heartbeat_interval(storage)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> Heartbeat:
+    def start(self) -> Heartbeat:
+        """One beat now, then one every interval in a background thread."""
         if self._interval:
             self._storage.record_heartbeat(self._trial_id)
             self._thread = threading.Thread(target=self._beat, daemon=True,
                                             name=f"heartbeat-{self._trial_id}")
             self._thread.start()
         return self
+
+    def __enter__(self) -> Heartbeat:
+        return self.start()
 
     def _beat(self) -> None:
         while not self._stop.wait(self._interval):
@@ -116,10 +139,14 @@ class Heartbeat:
             except Exception:  # a missed beat is retried; the trial itself must go on
                 continue
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
+        """No more beats (waits for the thread to end)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 @dataclass(frozen=True)

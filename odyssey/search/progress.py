@@ -1,4 +1,5 @@
-"""Where a sweep stands: counts, best so far and ETA per variant, read from the store."""
+"""Where a sweep stands, formatted: counts, best so far and ETA per variant, read from the
+store (what counts toward N is the trial contract's rule, odyssey.search.trial)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-# FAIL trials whose `fail_kind` is one of these are results of the search (they count
-# toward trials_per_variant); other failures (stale, interrupted, error, claim_lost) are
-# replaced by a new trial.
-COUNTED_FAIL_KINDS = frozenset({"diverged"})
-
-
-def counts_toward_n(t: FrozenTrial) -> bool:
-    """Whether a trial fills one of its study's `trials_per_variant` slots."""
-    if t.state in (TrialState.COMPLETE, TrialState.RUNNING):
-        return True
-    return t.state == TrialState.FAIL and t.user_attrs.get("fail_kind") in COUNTED_FAIL_KINDS
+from .trial import counts_toward_n
 
 
 @dataclass

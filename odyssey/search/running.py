@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .liveness import Verdict, WorkerId, judge_running
-from .progress import counts_toward_n
+from .liveness import Verdict, WorkerId, judge_running, silent_trial_ids
+from .trial import counts_toward_n
 
 # a running trial that has not yet recorded its worker is stale after this long (journal
 # stores; RDB stores use their grace period)
@@ -52,17 +52,6 @@ class RunningTrial:
                 f"{self.age_s:.0f} s")
 
 
-def _silent_ids(study: optuna.Study) -> set[int]:
-    """Trial ids whose Optuna heartbeat is older than the grace period (RDB stores)."""
-    storage = study._storage
-    # the storage's own query, the one optuna.storages.fail_stale_trials uses; called here
-    # so that fail_kind/fail_reason are set before the state (a finished trial is frozen)
-    get_stale = getattr(storage, "_get_stale_trial_ids", None)
-    if get_stale is None or not getattr(storage, "get_heartbeat_interval", lambda: None)():
-        return set()
-    return set(get_stale(study._study_id))
-
-
 def classify_running(studies: dict[str, optuna.Study], me: WorkerId,
                      grace_period: int | None = None) -> list[RunningTrial]:
     """Every running trial of the studies with the verdict on its worker.
@@ -74,7 +63,7 @@ def classify_running(studies: dict[str, optuna.Study], me: WorkerId,
     grace = float(grace_period or UNOWNED_GRACE_S)
     out = []
     for study in studies.values():
-        silent = _silent_ids(study)
+        silent = silent_trial_ids(study)
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             age = (time.time() - t.datetime_start.timestamp()) if t.datetime_start else 0.0
             verdict = judge_running(t.user_attrs.get("worker"), age, t._trial_id in silent,

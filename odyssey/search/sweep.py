@@ -18,12 +18,11 @@ from __future__ import annotations
 import logging
 import math
 import time
-import traceback
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import optuna
 import torch
 from omegaconf import OmegaConf
@@ -31,22 +30,17 @@ from optuna.trial import TrialState
 
 from ..cells import cell_names, get_cell
 from ..data.missing import OPTIONS as MISSING_OPTIONS
+from ..store.provenance import RUN_PREFIX, run_record
+from ..store.storage import mask_url, open_storage
+from ..store.sweeps import sweep_studies
 from ..tasks import Task, load_task
-from ..training import Hyperparameters, TrainResult, TrialJob, train_pack
-from .liveness import Heartbeat, WorkerId
-from .progress import (
-    best_so_far,
-    collect,
-    counts_toward_n,
-    format_summary,
-    progress_line,
-    summary_frame,
-)
-from .provenance import RUN_PREFIX, git_commit, run_record
+from ..training import TrainResult, TrialJob, train_pack
+from .liveness import WorkerId, heartbeat_interval
+from .progress import best_so_far, collect, format_summary, progress_line, summary_frame
 from .running import RunningTrial, classify_running, unwatched_message
-from .space import make_sampler, suggest, trial_seed
+from .sampling import make_sampler
 from .spec import DEFINING_KEYS, SweepConfigError, SweepSpec
-from .storage import mask_url, open_storage
+from .trial import CLAIM_LOST, STALE, ActiveTrials, counts_toward_n, fail_trial, start_trial
 
 log = logging.getLogger("odyssey.sweep")
 
@@ -54,9 +48,6 @@ log = logging.getLogger("odyssey.sweep")
 LOCAL_POLL_S = 1.0
 # settings that may differ between runs of one sweep without changing what a trial means
 RUN_LOCAL_TRAIN_KEYS = ("device", "impl", "eval_batch_size", "fused", "test_every_epoch")
-# set first (null until the trial ends): optuna-dashboard lists a journal store's trial
-# attributes in the order they were first set, in a box a few lines high
-FIRST_ATTRS = ("valid_metric", "test_metric", "best_epoch", "parameter_count")
 
 
 @dataclass
@@ -142,17 +133,6 @@ def open_studies(spec: SweepSpec, task: Task, storage: optuna.storages.BaseStora
     return studies
 
 
-def _close_trial(storage: optuna.storages.BaseStorage, t: optuna.trial.FrozenTrial,
-                 kind: str, reason: str) -> bool:
-    """Mark a running trial failed with `fail_kind`/`fail_reason`; False if it had ended."""
-    try:
-        storage.set_trial_user_attr(t._trial_id, "fail_kind", kind)
-        storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
-        return storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        return False
-
-
 def fail_stale_trials(studies: dict[str, optuna.Study], me: WorkerId,
                       grace_period: int | None = None,
                       running: list[RunningTrial] | None = None) -> int:
@@ -162,8 +142,8 @@ def fail_stale_trials(studies: dict[str, optuna.Study], me: WorkerId,
     if running is None:
         running = classify_running(studies, me, grace_period)
     for r in running:
-        if r.verdict.state == "stale" and _close_trial(r.study._storage, r.trial, "stale",
-                                                       r.verdict.reason):
+        if r.verdict.state == "stale" and fail_trial(r.study, r.trial, STALE,
+                                                     r.verdict.reason):
             failed += 1
             log.warning("trial %d of %s: %s", r.trial.number, r.study.study_name,
                         r.verdict.reason)
@@ -187,83 +167,6 @@ def _claim_holds(study: optuna.Study, number: int, n: int) -> bool:
     before = sum(1 for t in study.get_trials(deepcopy=False)
                  if t.number < number and counts_toward_n(t))
     return before < n
-
-
-def start_trial(spec: SweepSpec, study: optuna.Study, trial: optuna.Trial,
-                variant: str) -> TrialJob:
-    """Record a new trial's seed, hyperparameters and provenance; the job that trains it.
-
-    Each epoch's validation score goes to the store as an intermediate value.
-    """
-    seed = trial_seed(spec.seed, study.study_name, trial.number, "train")
-    params = suggest(trial, spec.distributions)
-    hp = Hyperparameters.from_search(params)
-    attrs = {**dict.fromkeys(FIRST_ATTRS), "seed": seed, "momentum": hp.momentum,
-             "batch_size": spec.train.batch_size, "run_id": run_record(spec.config)[0],
-             "git_commit": git_commit()}
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
-    size = (f"H={hp.hidden_size}" if hp.hidden_size is not None
-            else f"budget={hp.parameter_budget}") + (f" layers={hp.layers}" if hp.layers else "")
-    log.info("start %s trial %d: %s lr=%.3g momentum=%.3f noise=%.3f seed=%d",
-             variant, trial.number, size, hp.learning_rate, hp.momentum, hp.input_noise, seed)
-
-    def on_epoch(entry: dict[str, Any]) -> None:
-        # the learning curve in the store (optuna-dashboard, plot_intermediate_values); a
-        # non-finite score (a diverging epoch) is left out: Optuna's plots cannot draw it
-        if np.isfinite(entry["valid"]):
-            trial.report(float(entry["valid"]), int(entry["epoch"]))
-        log.debug("%s trial %d epoch %d: train %.4f valid %.4f test %s", variant,
-                  trial.number, entry["epoch"], entry["train_loss"], entry["valid"],
-                  "-" if entry["test"] is None else f"{entry['test']:.4f}")
-
-    return TrialJob(variant, hp, seed, on_epoch,
-                    tag=(study, trial, Heartbeat(study._storage, trial._trial_id).__enter__()))
-
-
-def finish_trial(task: Task, job: TrialJob, result: TrainResult) -> str:
-    """Tell the store a trial's result; "complete", "diverged" or "overtaken"."""
-    study, trial, heartbeat = job.tag
-    heartbeat.__exit__(None, None, None)
-    try:
-        # the long learning curve last, after the scores a person looks for first
-        for key, value in sorted(result.as_dict().items(), key=lambda kv: kv[0] == "curve"):
-            if key not in ("status", "fail_reason"):
-                trial.set_user_attr(key, value)
-        if result.status == "complete":
-            baseline = task.baseline("valid")
-            if baseline is not None:  # never beat the trivial model: learnt nothing
-                trial.set_user_attr("baseline_valid", baseline)
-                trial.set_user_attr("untrained", not result.valid_metric < baseline)
-            study.tell(trial, result.valid_metric)
-            return "complete"
-        trial.set_user_attr("fail_kind", "diverged")
-        trial.set_user_attr("fail_reason", result.fail_reason)
-        study.tell(trial, state=TrialState.FAIL)
-        return "diverged"
-    except optuna.exceptions.UpdateFinishedTrialError:
-        # another worker judged this trial stale (a heartbeat missed for longer than the
-        # grace period): it has been replaced, so this result is dropped, not counted twice
-        log.warning("%s trial %d was marked stale by another worker while it ran; its "
-                    "result is dropped", job.variant, trial.number)
-        return "overtaken"
-
-
-def abort_trial(job: TrialJob, error: BaseException) -> None:
-    """Record a trial that an exception (a fault, or Ctrl-C) ended, and close it as failed.
-
-    An error is a fault to fix, not a result: the caller re-raises it.
-    """
-    study, trial, heartbeat = job.tag
-    heartbeat.__exit__(None, None, None)
-    kind = "error" if isinstance(error, Exception) else "interrupted"
-    try:
-        trial.set_user_attr("fail_kind", kind)
-        trial.set_user_attr("fail_reason", f"{kind}: {type(error).__name__}: {error}")
-        trial.set_user_attr("traceback", "".join(traceback.format_exception(error)))
-        study.tell(trial, state=TrialState.FAIL)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        pass
 
 
 def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerReport:
@@ -293,9 +196,7 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
     log.info("worker %d (pid %d) on sweep %s: task %s, %d variants x %d trials, %d at once, "
              "store %s", spec.worker, me.pid, spec.sweep_name, spec.task_name,
              len(spec.variants), n, spec.parallel_trials, mask_url(spec.storage_url))
-    beats = storage.get_heartbeat_interval() if hasattr(
-        storage, "get_heartbeat_interval") else None
-    active: list[TrialJob] = []
+    beats = heartbeat_interval(storage)
 
     def next_job() -> TrialJob | None:
         """The next trial to train: asked from the study with fewest trials, its claim held."""
@@ -312,33 +213,39 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
                 storage.record_heartbeat(trial._trial_id)
             trial.set_user_attr("worker", me.as_dict())
             if not _claim_holds(study, trial.number, n):
-                trial.set_user_attr("fail_kind", "claim_lost")
-                trial.set_user_attr("fail_reason", "not run: another worker took the study's "
-                                    "last slot at the same moment")
-                study.tell(trial, state=TrialState.FAIL)
+                fail_trial(study, trial, CLAIM_LOST, "not run: another worker took the "
+                           "study's last slot at the same moment")
                 report.claims_lost += 1
                 continue
             report.trials_run += 1
-            job = start_trial(spec, study, trial, variant)
-            active.append(job)
-            return job
+            return active.start(start_trial(spec, study, trial, variant))
         return None
 
     def on_result(job: TrialJob, result: TrainResult) -> None:
-        active.remove(job)
-        outcome = finish_trial(task, job, result)
+        outcome = active.finish(task, job, result)
         setattr(report, outcome, getattr(report, outcome) + 1)
-        study, trial, _ = job.tag
+        study, trial = job.tag
         _log_progress(studies, study, trial, job.variant, outcome, n, me)
 
+    with ActiveTrials() as active:  # an exception fails the trials still running
+        _loop(spec, studies, me, report, lambda: train_pack(
+            task, spec.train, next_job, on_result, capacity=spec.parallel_trials),
+            beats, max_trials)
+    report.seconds = time.perf_counter() - started
+    log.info("worker %d done: %d trials (%d complete, %d diverged) in %.0f s; %d stale "
+             "replaced, %d lost claims", spec.worker, report.trials_run, report.complete,
+             report.diverged, report.seconds, report.stale_replaced, report.claims_lost)
+    return report
+
+
+def _loop(spec: SweepSpec, studies: dict[str, optuna.Study], me: WorkerId,
+          report: WorkerReport, train: Callable[[], None], beats: int | None,
+          max_trials: int | None) -> None:
+    """Train until every study is full, then wait for (or replace) other workers' trials."""
+    n = spec.trials_per_variant
     waited_since: float | None = None
     while True:
-        try:
-            train_pack(task, spec.train, next_job, on_result, capacity=spec.parallel_trials)
-        except BaseException as e:
-            for job in list(active):
-                abort_trial(job, e)
-            raise
+        train()
         if max_trials is not None and report.trials_run >= max_trials:
             break
         running = classify_running(studies, me, spec.grace_period)
@@ -368,11 +275,6 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
         # its grace period, so that wait polls at the heartbeat interval
         remote = beats and any(r.verdict.state == "elsewhere" for r in left)
         time.sleep(beats if remote else LOCAL_POLL_S)
-    report.seconds = time.perf_counter() - started
-    log.info("worker %d done: %d trials (%d complete, %d diverged) in %.0f s; %d stale "
-             "replaced, %d lost claims", spec.worker, report.trials_run, report.complete,
-             report.diverged, report.seconds, report.stale_replaced, report.claims_lost)
-    return report
 
 
 def _log_progress(studies: dict[str, optuna.Study], study: optuna.Study,
@@ -400,8 +302,7 @@ def _log_progress(studies: dict[str, optuna.Study], study: optuna.Study,
 def load_studies(spec: SweepSpec, storage: optuna.storages.BaseStorage
                  ) -> dict[str, optuna.Study]:
     """The sweep's studies that exist in the store (for reports)."""
-    names = {s.study_name for s in optuna.get_all_study_summaries(storage,
-                                                                  include_best_trial=False)}
+    names = {s.study_name for s in sweep_studies(storage, spec.sweep_name)}
     return {v: optuna.load_study(study_name=spec.study_name(v), storage=storage)
             for v in spec.variants if spec.study_name(v) in names}
 

@@ -4,7 +4,8 @@ The task registry is the one way a task is found: `load_task(name, **options)` b
 task `name` from its config options (`configs/task/<name>.yaml`, or the YAML a user puts on
 Hydra's search path for a task of their own). The built-in tasks are registered as
 "module:function" strings and imported lazily, so that one task's optional dependencies
-never break another; a plugin adds its own with `register_task` (README "Your own task").
+never break another; a plugin adds its own with `register_task` (docs/extending.md
+"Your own task").
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from dataclasses import dataclass
 
 from ..data.missing import OPTIONS as MISSING_OPTIONS
 from ..data.missing import missing_spec
+from ..registry import BUILTIN, Registry, origin_or_current
 from .base import SPLITS, Batch, FramewiseTask, KernelLoss, SequenceSet, Task
 
-__all__ = ["TaskType", "TaskRegistrationError", "register_task", "remove_task", "task_names",
-           "load_task", "Task", "FramewiseTask", "KernelLoss", "SequenceSet", "Batch", "SPLITS"]
+__all__ = ["TASKS", "TaskType", "TaskRegistrationError", "register_task", "remove_task",
+           "task_names", "load_task", "Task", "FramewiseTask", "KernelLoss",
+           "SequenceSet", "Batch", "SPLITS"]
 
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-BUILTIN = "odyssey"
 
 
 class TaskRegistrationError(ValueError):
@@ -39,12 +41,13 @@ class TaskType:
     description: str = ""
 
 
-_TASKS: dict[str, TaskType] = {}
+# the tasks by name, in registration order: built-ins first
+TASKS: Registry[TaskType] = Registry("task", error=TaskRegistrationError)
 
 
 def register_task(name: str, load: Callable[..., Task] | str, *, description: str = "",
                   origin: str | None = None) -> TaskType:
-    """Register task `name`: `load(**options)` returns a `Task` (README "Your own task").
+    """Register task `name`: `load(**options)` returns a `Task` (docs/extending.md "Your own task").
 
     `load` is a function, or "package.module:function" to import on first use. The options
     are the keys of the task's config besides `name`. A name already taken is an error.
@@ -59,33 +62,21 @@ def register_task(name: str, load: Callable[..., Task] | str, *, description: st
     elif not callable(load):
         raise TaskRegistrationError(f"task {name!r}: load must be a function returning a "
                                     f"Task, got {load!r}")
-    if origin is None:
-        from .. import plugins  # the plugin being loaded, if any
-
-        origin = plugins.current_plugin() or "__main__"
-    task = TaskType(name, load, origin, description)
-    old = _TASKS.get(name)
-    if old is not None:
-        if old == task:  # the same definition again: nothing to do
-            return old
-        owner = "a built-in task" if old.origin == BUILTIN else f"plugin {old.origin!r}"
-        raise TaskRegistrationError(f"task name {name!r} is already taken by {owner}; "
-                                    "choose another name")
-    _TASKS[name] = task
-    return task
+    # the same definition again is nothing to do; another one under a taken name an error
+    return TASKS.add(TaskType(name, load, origin_or_current(origin), description))
 
 
 def remove_task(name: str) -> None:
     """Unregister a task of a plugin (tests, notebooks reloading a plugin)."""
-    task = _TASKS.get(name)
+    task = TASKS.get(name)
     if task is None or task.origin == BUILTIN:
         raise ValueError(f"{name!r} is not a plugin task")
-    del _TASKS[name]
+    TASKS.remove(name)
 
 
 def task_names() -> tuple[str, ...]:
     """Registered task names, built-ins first."""
-    return tuple(_TASKS)
+    return TASKS.names()
 
 
 def load_task(name: str, **options) -> Task:
@@ -95,11 +86,11 @@ def load_task(name: str, **options) -> Task:
     odyssey.data.missing) belong to every task: they are taken out here and applied to the
     loaded task, so a task's own `load` never sees them.
     """
-    if name not in _TASKS:
-        raise ValueError(f"unknown task {name!r}; expected one of: {', '.join(_TASKS)} (a task "
-                         "of your own must be registered by a plugin, see README "
-                         "'Your own task')")
-    entry = _TASKS[name]
+    entry = TASKS.get(name)
+    if entry is None:
+        raise ValueError(f"unknown task {name!r}; expected one of: {', '.join(task_names())} "
+                         "(a task of your own must be registered by a plugin, see "
+                         "docs/extending.md 'Your own task')")
     missing = missing_spec(options)
     options = {k: v for k, v in options.items() if k not in MISSING_OPTIONS}
     load = entry.load
@@ -123,3 +114,6 @@ def load_task(name: str, **options) -> Task:
 
 for _name in ("music", "speech", "handwriting", "words", "physionet"):
     register_task(_name, f".{_name}:load", origin=BUILTIN)
+# the next-character tasks of Jozefowicz et al. (2015), searched by odyssey-evolve
+for _name in ("arith", "xml", "lm"):
+    register_task(_name, f".chars:load_{_name}", origin=BUILTIN)

@@ -25,7 +25,7 @@ from ..networks import SequenceNetwork
 from ..tasks import Task
 from ..tasks.base import KERNEL_LOSSES, KernelLoss
 
-# must match kSlots / kGRU / kRNN / kBCE / kCE in lstm_family.cpp
+# must match kSlots / kGRU / kRNN (csrc/pack.h) and kBCE / kCE (csrc/losses.h)
 SLOTS = 7
 _KINDS = {"gru": -1, "rnn": -2}
 _LOSS_CODES = {kind: code for code, kind in enumerate(KERNEL_LOSSES)}  # kBCE, kCE
@@ -154,7 +154,7 @@ class FusedPack:
 
 
 # a trial's input noise for one step: N(0, 1) draws of its input's shape and their std, or
-# None (no noise); the kernel adds std * draws at the real steps, as `trainer._noisy` does
+# None (no noise); the kernel adds std * draws at the real steps, as `run._noisy` does
 Noise = tuple[Tensor, float] | None
 
 

@@ -1,4 +1,4 @@
-"""Contract-shaped sweep stores (CONTRACT "Sweep store") made by the tests."""
+"""Contract-shaped sweep stores (docs/results.md "Sweep store") made by the tests."""
 
 from __future__ import annotations
 

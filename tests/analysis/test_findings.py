@@ -43,3 +43,11 @@ def test_only_skipped_tasks_are_not_testable():
     found = hyperparameter_findings({"music": Skipped("too few trials for fANOVA: 3 complete")})
     assert {f.verdict for f in found} == {"not testable"}
     assert all("3 complete" in f.evidence for f in found)
+
+
+def test_by_task_names_each_outcome_with_its_tasks():
+    from odyssey.analysis.findings import UNCLEAR, by_task
+    assert (by_task(["speech", "handwriting", "music"], [True, False, True])
+            == "agrees on speech and music; disagrees on handwriting")
+    assert (by_task(["speech", "handwriting", "music"], [None, UNCLEAR, True])
+            == "not testable on speech; inconclusive on handwriting; agrees on music")

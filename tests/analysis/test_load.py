@@ -93,7 +93,7 @@ def test_runs_from_study_records_and_from_legacy_trial_attributes(tmp_path):
     from optuna.storages.journal import JournalFileBackend
 
     from odyssey.analysis import load_runs
-    from odyssey.search.provenance import run_record
+    from odyssey.store.provenance import run_record
 
     folder = tmp_path / "results" / "r"
     folder.mkdir(parents=True)

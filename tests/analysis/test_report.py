@@ -124,3 +124,32 @@ def test_fanova_pools_the_variants_when_v_has_too_few_trials(sweep_factory):
                   options=Options(**{**FAST.__dict__, "fanova_pool_if_too_few": False}))
     text = off.read_text()
     assert "Pooled:" not in text and "too few trials for fANOVA: 12 complete" in text
+
+
+def test_a_multi_task_sweep_gets_the_papers_table_and_fig3(sweep_factory):
+    # speech: NFG and NOAF much worse (conftest EFFECTS); music: every variant like V
+    sweep_factory("x-speech", tasks=("speech",), variants=["V", "NFG", "NOAF", "NP"],
+                  n_trials=30)
+    sweep_factory("x-music", tasks=("music",), variants=["V", "NFG", "NP"], n_trials=3)
+    path = analyze(["x-speech", "x-music"], sweep_factory.results, options=FAST)
+    text = path.read_text()
+    section = text.split("## Across tasks")[1].split("\n## ")[0]
+    header = next(line for line in section.splitlines() if line.startswith("| variant"))
+    assert header.split(" | ")[1:] == ["speech: this sweep (frame error)",
+                                      "speech: paper (TIMIT, frame error, %)",
+                                      "music: this sweep (frame error)",
+                                      "music: paper (JSB Chorales, NLL per time step) |"]
+    nfg = next(line for line in section.splitlines() if line.startswith("| NFG "))
+    cells = [c.strip() for c in nfg.strip("|").split("|")]
+    assert cells[1].endswith("*") and cells[2] == "34.2*" and cells[4] == "8.60*"
+    assert not cells[3].endswith("*")  # music: 3 trials, best 10 % is one: not tested
+    assert (path.parent / "figures" / "paper_fig3.png").stat().st_size > 10_000
+    nfg_finding = next(line for line in text.splitlines()
+                       if line.startswith("| Removing the forget gate"))
+    assert "**agrees** (agrees on speech; not testable on music)" in nfg_finding
+
+
+def test_a_single_task_report_has_no_cross_task_section(sweep_factory):
+    sweep_factory("one", tasks=("music",), variants=["V", "NP"], n_trials=5)
+    text = analyze("one", sweep_factory.results, options=FAST).read_text()
+    assert "## Across tasks" not in text and "(agrees on" not in text

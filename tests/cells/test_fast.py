@@ -316,3 +316,21 @@ def test_a_lock_left_by_a_killed_build_does_not_hang_the_next_process():
         assert not stale.exists()
     finally:
         stale.unlink(missing_ok=True)
+
+
+def test_the_build_name_hashes_every_source_part(tmp_path, monkeypatch):
+    """The extension is one translation unit in parts (csrc/*.h included by the .cpp): a
+    change to any part names a new build, so a stale build is never loaded."""
+    import shutil
+
+    csrc = tmp_path / "csrc"
+    shutil.copytree(fast._CSRC, csrc)
+    monkeypatch.setattr(fast, "_CSRC", csrc)
+    before = fast.source_hash()
+    assert before == fast.source_hash() and len(before) == 10
+    included = [line.split('"')[1] for line in (csrc / "lstm_family.cpp").read_text().splitlines()
+                if line.startswith('#include "')]
+    assert len(included) >= 6 and all((csrc / name).is_file() for name in included)
+    part = csrc / included[-1]
+    part.write_text(part.read_text() + "\n// a changed part\n")
+    assert fast.source_hash() != before

@@ -16,7 +16,7 @@ from odyssey.data.missing import (
 )
 from odyssey.tasks import load_task
 from odyssey.training import Hyperparameters, TrainSettings, train
-from odyssey.training.trainer import _noise
+from odyssey.training.run import _noise
 from tests import toy
 
 

@@ -16,9 +16,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from odyssey.config import CONFIG_DIR
-from odyssey.search.spec import SweepSpec
-from odyssey.search.storage import open_storage
+from odyssey.search.spec import SweepSpec, load_sweep_plugins
 from odyssey.search.sweep import run_worker
+from odyssey.store.storage import open_storage
 from tests.toy import register
 
 TOY_CONFIG = """name: toy
@@ -32,7 +32,8 @@ sleep: {sleep}
 
 
 def toy_config(tmp: Path, *overrides: str, sleep: float = 0.0) -> DictConfig:
-    """The sweep config with task=toy, results under `tmp`, then `overrides`."""
+    """The sweep config with task=toy, results under `tmp`, then `overrides`; its plugins
+    loaded, as the odyssey-sweep entry point loads them."""
     register()
     task_dir = tmp / "cfg" / "task"
     task_dir.mkdir(parents=True, exist_ok=True)
@@ -41,7 +42,9 @@ def toy_config(tmp: Path, *overrides: str, sleep: float = 0.0) -> DictConfig:
             f"results_dir={tmp / 'results'}", "sweep_name=t", "variants=[V,NP]",
             "trials_per_variant=2", "train.max_epochs=2", "train.batch_size=4"]
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=[*base, *overrides])
+        cfg = compose("config", overrides=[*base, *overrides])
+    load_sweep_plugins(cfg)
+    return cfg
 
 
 def run_toy_worker(tmp: str, overrides: list[str], worker: int, sleep: float = 0.0) -> None:

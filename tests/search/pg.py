@@ -100,7 +100,7 @@ def open_and_create(url: str, name: str) -> None:
     """Child-process entry for start-up races: open the store and create one study."""
     import optuna
 
-    from odyssey.search.storage import open_storage
+    from odyssey.store.storage import open_storage
 
     optuna.create_study(storage=open_storage(url, heartbeat_interval=1, grace_period=2)
                         if not url.startswith("journal") else open_storage(url),

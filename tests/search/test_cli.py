@@ -10,7 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from odyssey.search.storage import open_storage
+from odyssey.store.storage import open_storage
 
 SWEEP = str(Path(sys.executable).with_name("odyssey-sweep"))
 DATA = str(Path(sys.executable).with_name("odyssey-data"))

@@ -12,17 +12,17 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from odyssey.analysis.store import storage_url
 from odyssey.search.liveness import Heartbeat, WorkerId
 from odyssey.search.spec import SweepSpec
-from odyssey.search.storage import (
+from odyssey.search.sweep import fail_stale_trials, final_report, run_worker
+from odyssey.store.storage import (
     JournalDamagedError,
     StorageURLError,
     mask_url,
     open_storage,
     unmask_url,
 )
-from odyssey.search.sweep import fail_stale_trials, final_report, run_worker
+from odyssey.store.sweeps import storage_url
 from tests.search.helpers import toy_config
 from tests.search.pg import PASSWORD, open_and_create
 
@@ -48,7 +48,8 @@ def test_a_masked_url_takes_its_password_from_the_environment_or_from_libpq(monk
 @pytest.mark.parametrize("how", ["PGPASSWORD", "pgpass"])
 def test_a_url_without_its_password_connects_with_libpqs_own_mechanisms(pg_url, tmp_path,
                                                                         monkeypatch, how):
-    """README: the password may come from $PGPASSWORD or ~/.pgpass instead of the URL."""
+    """docs/clusters.md "Secrets": the password may come from $PGPASSWORD or ~/.pgpass
+    instead of the URL."""
     monkeypatch.delenv("ODYSSEY_STORAGE_URL", raising=False)
     monkeypatch.delenv("PGPASSWORD", raising=False)
     monkeypatch.setenv("PGPASSFILE", str(tmp_path / "none"))  # not the user's own ~/.pgpass
@@ -200,7 +201,7 @@ def test_a_killed_remote_worker_is_replaced_after_the_grace_period(pg_url, tmp_p
                                                                    monkeypatch, caplog):
 
     from odyssey.analysis import analyze
-    from odyssey.search.progress import counts_toward_n
+    from odyssey.search.trial import counts_toward_n
     from tests.search.helpers import kill_when, running_trials, studies
     from tests.search.pg import run_remote_worker
 

@@ -21,8 +21,8 @@ from odyssey.search import app
 from odyssey.search.liveness import WorkerId, _start_ticks
 from odyssey.search.running import EXIT_UNFINISHED
 from odyssey.search.spec import SweepSpec
-from odyssey.search.storage import open_storage
 from odyssey.search.sweep import open_studies, run_worker
+from odyssey.store.storage import open_storage
 from odyssey.tasks import load_task
 from tests.search.helpers import TOY_CONFIG, studies, toy_config
 
@@ -261,7 +261,8 @@ def test_submitit_local_survives_a_worker_killed_mid_trial(tmp_path):
 
 @pytest.mark.slow
 def test_local_workers_on_postgresql_survive_one_killed_mid_trial(tmp_path, pg_url):
-    """README's form: the URL without its password in $ODYSSEY_STORAGE_URL, PGPASSWORD."""
+    """The form docs/clusters.md "Secrets" shows: the URL without its password in
+    $ODYSSEY_STORAGE_URL, the password in PGPASSWORD."""
     from tests.search.pg import PASSWORD
 
     args = _toy_args(tmp_path, "processes", 3, "storage=postgresql",

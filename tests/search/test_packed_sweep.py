@@ -8,9 +8,9 @@ import multiprocessing as mp
 import pytest
 from optuna.trial import TrialState
 
-from odyssey.search.progress import counts_toward_n
 from odyssey.search.spec import SweepConfigError, SweepSpec
 from odyssey.search.sweep import run_worker
+from odyssey.search.trial import counts_toward_n
 from tests.search.helpers import (
     kill_when,
     run_toy_worker,

@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from odyssey.search.storage import open_storage
+from odyssey.store.storage import open_storage
 from odyssey.tasks import load_task
 from tests.flite import needs_flite
 

@@ -9,9 +9,9 @@ import pytest
 from optuna.trial import TrialState
 
 from odyssey.search.liveness import WorkerId
-from odyssey.search.progress import counts_toward_n
 from odyssey.search.spec import SweepConfigError, SweepSpec
 from odyssey.search.sweep import _claim_holds, fail_stale_trials, final_report, run_worker
+from odyssey.search.trial import counts_toward_n
 from tests.search.helpers import (
     kill_when,
     run_toy_worker,
@@ -289,7 +289,7 @@ def test_a_sweep_from_before_train_stopping_resumes_only_under_the_metric_rule(t
     assert run_worker(SweepSpec.from_config(literal)).trials_run == 2
 
 
-def test_quick_settings_are_chosen_by_task_and_overrides_win(tmp_path):
+def test_quick_settings_are_specialised_by_task_and_overrides_win(tmp_path):
     from hydra import compose, initialize_config_dir
 
     from odyssey.config import CONFIG_DIR
@@ -299,12 +299,14 @@ def test_quick_settings_are_chosen_by_task_and_overrides_win(tmp_path):
         music, hand = train("task=music"), train("task=handwriting")
         tuned = train("task=handwriting", "train.patience=7")
         paper = train("task=handwriting", "experiment=greff")
-    assert (music.max_epochs, music.patience, music.batch_size) == (10, 3, 16)
+        speech = train("task=speech")
+    assert (music.max_epochs, music.patience, music.batch_size) == (5, 3, 16)
+    assert (speech.max_epochs, speech.patience, speech.batch_size) == (10, 3, 16)
     assert (hand.max_epochs, hand.patience, hand.batch_size) == (15, 5, 16)
     assert (tuned.max_epochs, tuned.patience) == (15, 7)
     assert (paper.max_epochs, paper.patience, paper.batch_size) == (150, 15, 1)
     assert music.stopping == hand.stopping == paper.stopping == "metric_or_loss"
-    toy = SweepSpec.from_config(toy_config(tmp_path)).train  # no row: the default row
+    toy = SweepSpec.from_config(toy_config(tmp_path)).train  # no experiment_task file: quick's
     assert (toy.patience, toy.batch_size) == (3, 4)
 
 

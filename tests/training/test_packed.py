@@ -94,7 +94,7 @@ def test_fused_step_equals_autograd_and_torch_optim(toy, variant, bidirectional)
 def test_the_kernels_add_input_noise_as_the_trainer_does(toy, lengths):
     """Fused trials pass their noise draws to the kernels, which add them to the inputs;
     the result is bitwise what autograd trials get from `_noisy` (same draws, same ops)."""
-    from odyssey.training.trainer import _noise, _noisy
+    from odyssey.training.run import _noise, _noisy
 
     batch = _batch(5, lengths, 4, 3, torch.float32)
     torch.manual_seed(3)

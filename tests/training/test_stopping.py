@@ -10,7 +10,8 @@ import torch
 
 from odyssey.tasks.base import SequenceSet
 from odyssey.tasks.handwriting import HandwritingTask
-from odyssey.training.trainer import Hyperparameters, TrainSettings, improves, train
+from odyssey.training import Hyperparameters, TrainSettings, train
+from odyssey.training.settings import improves
 
 
 # -- the rule -------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The one way to open a sweep store (CONTRACT.md): an Optuna storage from a URL.
+"""The one way to open a sweep store (docs/results.md "Sweep store"): an Optuna storage from a URL.
 
 Accepted URLs:
 

@@ -10,8 +10,8 @@ from optuna.storages import JournalStorage, RDBStorage
 from optuna.trial import TrialState
 
 from odyssey.search.liveness import Heartbeat
-from odyssey.search.space import TrialSeededRandomSampler, distributions, make_sampler
-from odyssey.search.storage import StorageURLError, open_storage, resolve_url
+from odyssey.search.sampling import TrialSeededRandomSampler, distributions, make_sampler
+from odyssey.store.storage import StorageURLError, open_storage, resolve_url
 
 GREFF = {"hidden_size": {"type": "int", "low": 20, "high": 200, "log": True},
          "learning_rate": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True},

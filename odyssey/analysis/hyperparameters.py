@@ -51,8 +51,8 @@ class Hyperparameter:
         return self.label or self.name.replace("_", " ")
 
 
-# The paper protocol (DESIGN §4, CONTRACT "Trial params"): the space used when a store does not
-# say otherwise.
+# The paper protocol (DESIGN §4, docs/results.md "Trial params"): the space used when a store
+# does not say otherwise.
 DEFAULT_SPACE: tuple[Hyperparameter, ...] = (
     Hyperparameter("learning_rate", 1e-6, 1e-2, log=True, label="learning rate"),
     Hyperparameter("hidden_size", 20, 200, log=True, label="hidden size (blocks)"),

@@ -1,8 +1,9 @@
-"""Finding a sweep by name and opening its Optuna store read-only (CONTRACT "Sweep store").
+"""Finding a sweep by name, its Optuna store and its studies (docs/results.md "Sweep store").
 
 A sweep lives in results/<sweep>/ with its resolved config in config.yaml; `storage.url` there
-says where its Optuna store is. Stores are opened by the sweep side's
-`odyssey.search.storage.open_storage`, after checking here that a file store exists.
+says where its Optuna store is, and each (task, variant) is one study named
+"<sweep>/<task>/<variant>". An existing store is opened by `open_existing` (for readers: it
+never creates an empty store) through `odyssey.store.storage.open_storage`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import optuna
 from omegaconf import OmegaConf
 
-from ..search.storage import open_storage as open_sweep_storage
+from .storage import open_storage
 
 FILE_SCHEMES = ("journal://", "file://")
 
@@ -63,7 +64,18 @@ def _resolve_file(path: str, base: Path | None) -> Path:
                             f"{', '.join(str(c) for c in candidates)})")
 
 
-def open_storage(url: str, base: str | Path | None = None) -> optuna.storages.BaseStorage:
+def study_name(sweep: str, task: str, variant: str) -> str:
+    """The study of one (task, variant) of a sweep: "<sweep>/<task>/<variant>"."""
+    return f"{sweep}/{task}/{variant}"
+
+
+def sweep_studies(storage: optuna.storages.BaseStorage, sweep: str) -> list:
+    """The studies "<sweep>/..." in an opened store (Optuna's FrozenStudy records)."""
+    prefix = f"{sweep}/"
+    return [s for s in storage.get_all_studies() if s.study_name.startswith(prefix)]
+
+
+def open_existing(url: str, base: str | Path | None = None) -> optuna.storages.BaseStorage:
     """Open an existing store: sqlite:// / postgresql:// / mysql:// URL or a journal file path.
 
     `base` (the sweep folder) is where a relative file path is also looked for. A file store
@@ -76,4 +88,4 @@ def open_storage(url: str, base: str | Path | None = None) -> optuna.storages.Ba
         url = f"journal://{_resolve_file(url.split('://', 1)[1], base).resolve()}"
     elif "://" not in url:
         url = f"journal://{_resolve_file(url, base).resolve()}"
-    return open_sweep_storage(url)
+    return open_storage(url)
