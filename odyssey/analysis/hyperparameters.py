@@ -61,7 +61,9 @@ DEFAULT_SPACE: tuple[Hyperparameter, ...] = (
 )
 
 LABELS: Mapping[str, str] = {**{hp.name: hp.label for hp in DEFAULT_SPACE},
-                             "dropout": "variational dropout p"}
+                             "dropout": "variational dropout p",
+                             "layers": "recurrent layers",
+                             "parameter_budget": "parameter budget"}
 
 
 def space_from_distributions(distributions: Mapping[str, object]) -> tuple[Hyperparameter, ...]:

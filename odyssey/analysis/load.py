@@ -71,17 +71,21 @@ def variant_name(name: str) -> str:
 
 def trials_frame(storage: optuna.storages.BaseStorage, sweep: str) -> pd.DataFrame:
     """The trial table of every study "<sweep>/..." in an opened storage."""
-    rows, distributions, labels = [], {}, {}
+    rows, distributions, labels, settings = [], {}, {}, {}
     for study in sweep_studies(storage, sweep):
         task, variant = _study_keys(study, sweep)
         metric = study.user_attrs.get("metric", "")
         labels.setdefault(task, study.user_attrs.get("metric_label") or metric or "metric")
+        if study.user_attrs.get("task_setting"):  # the missing-data setting, for reports
+            settings.setdefault(task, study.user_attrs["task_setting"])
         for t in storage.get_all_trials(study._study_id, deepcopy=False):
             distributions.update(t.distributions)
             attrs = t.user_attrs
             row = {"sweep": sweep, "task": task, "variant": variant, "study": study.study_name,
                    "trial": t.number, "state": t.state.name}
             row.update({k: v for k, v in t.params.items()})
+            if "hidden_size" not in t.params and attrs.get("hidden_size"):
+                row["hidden_size"] = attrs["hidden_size"]  # derived from a parameter budget
             row["value"] = t.value if t.values else np.nan
             for key in SCALAR_ATTRS:
                 row[key] = attrs.get(key, None if key in TEXT_ATTRS else np.nan)
@@ -116,7 +120,7 @@ def trials_frame(storage: optuna.storages.BaseStorage, sweep: str) -> pd.DataFra
     frame = frame.sort_values(["task", "variant", "trial"],
                               key=lambda s: s.map(order) if s.name == "variant" else s,
                               kind="stable").reset_index(drop=True)
-    frame.attrs.update(sweep=sweep, space=space, metric_labels=labels)
+    frame.attrs.update(sweep=sweep, space=space, metric_labels=labels, task_settings=settings)
     return frame
 
 
@@ -188,11 +192,16 @@ def load_sweeps(sweep_names: Sequence[str], results_dir: str | Path = "results"
             for n, sp in spaces.items()))
     frame = pd.concat([f for f in frames if not f.empty] or frames[:1], ignore_index=True)
     labels: dict[str, str] = {}
+    settings: dict[str, list[str]] = {}
     for f in frames:
         labels.update(f.attrs.get("metric_labels", {}))
+        for task, setting in f.attrs.get("task_settings", {}).items():
+            if setting not in settings.setdefault(task, []):
+                settings[task].append(setting)
     frame.attrs.update(sweep="+".join(names),
                        space=next(iter(spaces.values()), DEFAULT_SPACE),
                        metric_labels=labels,
+                       task_settings={t: " / ".join(s) for t, s in settings.items()},
                        storage_url=", ".join(f.attrs.get("storage_url", "?") for f in frames))
     return frame
 

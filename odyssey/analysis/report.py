@@ -256,10 +256,13 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, options: Options | No
     counts.to_csv(tab_dir / "trial_states.csv", index=False)
     data = complete(frame, opt.metric) if not frame.empty else frame
     tasks = order_tasks(frame["task"].unique()) if not frame.empty else []
+    settings = frame.attrs.get("task_settings", {})  # e.g. "missing 30 % per value, fill mean"
+    named = [f"{t} ({settings[t]})" if settings.get(t, "complete") != "complete" else t
+             for t in tasks]
     lines += [f"Store: `{frame.attrs.get('storage_url', '?')}`. "
               f"{len(frame)} trials in {frame['study'].nunique() if not frame.empty else 0} "
               f"studies; {len(data)} complete with a finite {opt.metric}. "
-              f"Tasks: {', '.join(tasks) or 'none'}.", ""]
+              f"Tasks: {', '.join(named) or 'none'}.", ""]
     if frame.empty:
         lines += ["**This sweep has no trials yet: nothing to analyse.**", ""]
         path = out / "report.md"

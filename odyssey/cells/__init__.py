@@ -3,8 +3,12 @@ layer from them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from torch import nn
 
+from . import clockwork, grud  # noqa: F401,E402  (they register CW and GRUD)
 from .dropout import VariationalDropout
 from .layer import IMPLS, RecurrentLayer
 from .registry import (
@@ -39,7 +43,8 @@ __all__ = [
 
 def build_layer(variant: str, input_size: int, hidden_size: int, *, bidirectional: bool = False,
                 forget_bias: float = 0.0, init_std: float = 0.1,
-                impl: str = "auto", dropout: float = 0.0) -> nn.Module:
+                impl: str = "auto", dropout: float = 0.0,
+                cell_options: Mapping[str, Any] | None = None) -> nn.Module:
     """A recurrent layer of `variant` (case-insensitive name of a registered cell).
 
     Call it as `layer(x, lengths=None)` with x time-major (T, B, I); it returns (T, B, H),
@@ -49,7 +54,8 @@ def build_layer(variant: str, input_size: int, hidden_size: int, *, bidirectiona
     fails), "cpp" (the fast kernels or an error) or "reference" (the readable per-step loop).
     `dropout` > 0: variational dropout while the layer is in training mode (one mask per
     sequence and gate on the inputs and the recurrent connections, odyssey.cells.dropout);
-    those forward passes run the reference loop.
+    those forward passes run the reference loop. `cell_options`: the cell's own options
+    (CW's `modules` and `period_base`); an unknown key is an error.
     """
     cell = get_cell(variant)
     if impl not in IMPLS:
@@ -61,4 +67,4 @@ def build_layer(variant: str, input_size: int, hidden_size: int, *, bidirectiona
         raise ValueError(f"init_std must be >= 0, got {init_std}")
     return RecurrentLayer(cell, input_size, hidden_size, bidirectional=bidirectional,
                           forget_bias=forget_bias, init_std=init_std, impl=impl,
-                          dropout=dropout)
+                          dropout=dropout, cell_options=cell_options)

@@ -254,7 +254,8 @@ class RecurrentLayer(nn.Module):
 
     def __init__(self, cell: CellType, input_size: int, hidden_size: int, *,
                  bidirectional: bool = False, forget_bias: float = 0.0,
-                 init_std: float = 0.1, impl: str = "auto", dropout: float = 0.0) -> None:
+                 init_std: float = 0.1, impl: str = "auto", dropout: float = 0.0,
+                 cell_options: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
@@ -264,10 +265,11 @@ class RecurrentLayer(nn.Module):
         self.cell, self.spec, self.variant = cell, cell.spec, cell.name
         self.input_size, self.hidden_size = input_size, hidden_size
         self.bidirectional, self.dropout = bidirectional, float(dropout)
+        self.cell_options = cell.resolve_options(cell_options)
         n = 2 if bidirectional else 1
         self.directions = nn.ModuleList(
             cell.build(input_size, hidden_size, forget_bias=forget_bias, init_std=init_std,
-                       impl=impl) for _ in range(n))
+                       impl=impl, **self.cell_options) for _ in range(n))
         # the masks' own generator, seeded from the global generator's current state without
         # advancing it, so a network's initial weights are the same with or without dropout
         self._mask_seed: int | None = None
@@ -284,7 +286,7 @@ class RecurrentLayer(nn.Module):
 
     def expected_parameter_count(self) -> int:
         """The cell's parameter-count formula (DESIGN §2 for the built-ins) for this layer."""
-        n = int(self.cell.parameter_count(self.input_size, self.hidden_size))
+        n = self.cell.count(self.input_size, self.hidden_size, self.cell_options)
         return n * len(self.directions)
 
     def extra_repr(self) -> str:

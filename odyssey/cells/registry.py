@@ -100,9 +100,10 @@ def spec(name: str) -> VariantSpec:
 
 
 def parameter_count(variant: str, input_size: int, hidden_size: int,
-                    bidirectional: bool = False) -> int:
+                    bidirectional: bool = False,
+                    cell_options: Mapping[str, Any] | None = None) -> int:
     """The cell's formula for the number of trainable parameters of one layer (DESIGN §2)."""
-    n = int(get_cell(variant).parameter_count(input_size, hidden_size))
+    n = get_cell(variant).count(input_size, hidden_size, cell_options)
     return 2 * n if bidirectional else n
 
 
@@ -167,7 +168,7 @@ def check_cell(name: str, *, dropout: bool = False) -> None:
 
     cell = get_cell(name)
     who = f"cell {cell.name}" + ("" if cell.origin == BUILTIN else f" (plugin {cell.origin})")
-    i, h, T, B = 3, 4, 5, 2
+    i, h, T, B = (6 if cell.missing_inputs else 3), 4, 5, 2
     try:
         with torch.random.fork_rng(devices=[]):  # leave the caller's random state as it was
             layer = RecurrentLayer(cell, i, h, bidirectional=True, impl="reference",

@@ -13,10 +13,13 @@ import json
 import sys
 from pathlib import Path
 
+from omegaconf import open_dict
+
 from ..config import CONFIG_DIR, load_group_config
+from ..data.missing import OPTIONS as MISSING_OPTIONS
 
 CORPORA = {"music": "odyssey.data.music", "speech": "odyssey.data.speech",
-           "handwriting": "odyssey.data.handwriting"}
+           "handwriting": "odyssey.data.handwriting", "words": "odyssey.data.words"}
 
 
 def _print_info(info: dict, indent: int = 0) -> None:
@@ -44,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.task not in CORPORA:
             raise ValueError(f"unknown task {args.task!r}; expected one of: {', '.join(tasks)}")
         cfg = load_group_config("task", args.task, args.overrides)
+        with open_dict(cfg):  # the missing-data options act on a loaded task, not a corpus
+            for key in MISSING_OPTIONS:
+                cfg.pop(key, None)
         corpus = importlib.import_module(CORPORA[args.task])
         if args.command == "build":
             path = corpus.build(cfg, rebuild=args.rebuild)

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from ..versions import package_versions
 from . import features, flite, timit
 from .cache import build_lock, cached, datasets_dir, load_manifest_safe
+from .missing import OPTIONS as MISSING_OPTIONS
 from .phones import inventory
 
 SPLITS = ("train", "valid", "test")
@@ -90,7 +91,8 @@ def speech_options(cfg: DictConfig | dict | None = None, **overrides) -> SpeechO
     raw = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else \
         dict(cfg or {})
     raw.update(overrides)
-    raw.pop("name", None)
+    for key in ("name", *MISSING_OPTIONS):  # the missing-data options act on the loaded task
+        raw.pop(key, None)
     unknown = sorted(set(raw) - set(OPTION_KEYS))
     if unknown:
         raise ValueError(f"speech config: unknown key(s) {unknown}; expected some of "

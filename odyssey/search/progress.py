@@ -117,16 +117,20 @@ def summary_frame(statuses: dict[str, VariantStatus], metric_label: str = "") ->
             "diverged": s.diverged,
             "running": s.running, "best_valid": s.best_valid, "test_at_best": s.best_test,
             "trial": b.number if b is not None else None,
-            "hidden_size": p.get("hidden_size"),
+            # searched, or derived from a searched parameter budget (then a trial attribute)
+            "hidden_size": p.get("hidden_size", b.user_attrs.get("hidden_size")
+                                 if b is not None else None),
             "learning_rate": p.get("learning_rate"),
             "momentum": (1.0 - p["one_minus_momentum"]) if "one_minus_momentum" in p else None,
             "input_noise": p.get("input_noise"),
             "dropout": p.get("dropout"),
+            "layers": p.get("layers"),
             "best_epoch": b.user_attrs.get("best_epoch") if b is not None else None,
         })
     frame = pd.DataFrame(rows).set_index("variant")
-    if frame["dropout"].isna().all():  # not searched (the paper's protocol): no column
-        frame = frame.drop(columns="dropout")
+    for col in ("dropout", "layers"):  # not searched (the paper's protocol): no column
+        if frame[col].isna().all():
+            frame = frame.drop(columns=col)
     frame.attrs["metric_label"] = metric_label
     return frame
 
@@ -142,7 +146,9 @@ def format_summary(frame: pd.DataFrame) -> str:
             continue
         shown[col] = [("-" if x is None or (isinstance(x, float) and math.isnan(x)) else f(x))
                       for x in shown[col]]
-    for col in ("trial", "hidden_size", "best_epoch"):
+    for col in ("trial", "hidden_size", "best_epoch", "layers"):
+        if col not in shown:
+            continue
         shown[col] = ["-" if x is None or (isinstance(x, float) and math.isnan(x)) else
                       str(int(x)) for x in shown[col]]
     return shown.to_string()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Mapping
 from typing import Any
@@ -13,11 +14,25 @@ from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial
 
+from ..cells import get_cell
+
 # the trainer reads exactly these (odyssey.training.Hyperparameters.from_search)
 PARAMETERS = ("hidden_size", "learning_rate", "one_minus_momentum", "input_noise")
 # searched only when search.params names them (off in the paper's protocol): variational
-# dropout's p (Gal & Ghahramani 2016), 0 when not searched
-OPTIONAL_PARAMETERS = ("dropout",)
+# dropout's p (Gal & Ghahramani 2016), 0 when not searched; the number of stacked recurrent
+# layers (train.layers when not searched); a parameter budget, which replaces hidden_size
+# (the trainer derives the hidden size that fits it: deep vs wide at equal size)
+OPTIONAL_PARAMETERS = ("dropout", "layers", "parameter_budget")
+# search.params holds exactly one of these: the hidden size, or the budget it is derived from
+SIZE_PARAMETERS = ("hidden_size", "parameter_budget")
+# a cell's own option, searched: "<cell>.<option>" (e.g. CW.modules); cells without it ignore it
+CELL_OPTION = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+def cell_option(name: str) -> tuple[str, str] | None:
+    """(cell, option) of a searched cell option "<cell>.<option>"; None for other names."""
+    match = CELL_OPTION.match(name)
+    return (match.group(1), match.group(2)) if match else None
 SAMPLERS = ("random", "tpe")
 
 
@@ -27,16 +42,41 @@ class SearchSpaceError(ValueError):
 
 def distributions(params: Mapping[str, Mapping[str, Any]],
                   where: str = "search.params") -> dict[str, BaseDistribution]:
-    """Optuna distributions from `search.params` (name -> {type, low, high, log})."""
+    """Optuna distributions from `search.params` (name -> {type, low, high, log}).
+
+    A cell's own options are searched under the cell's name, `CW: {modules: {type, ...}}`
+    (on the command line `+search.params.CW.modules={type:int,low:1,high:8}`), and named
+    "<cell>.<option>" in the store; cells without that option ignore it.
+    """
+    flat: dict[str, Any] = {}
+    for name, spec in params.items():
+        if (name not in (*PARAMETERS, *OPTIONAL_PARAMETERS) and isinstance(spec, Mapping)
+                and spec and "type" not in spec
+                and all(isinstance(v, Mapping) for v in spec.values())):
+            flat.update({f"{name}.{option}": sub for option, sub in spec.items()})
+        else:
+            flat[name] = spec
+    params = flat
     names = set(params)
     known = (*PARAMETERS, *OPTIONAL_PARAMETERS)
-    missing, unknown = sorted(set(PARAMETERS) - names), sorted(names - set(known))
+    required = set(PARAMETERS) - ({"hidden_size"} if "parameter_budget" in names else set())
+    options = {n for n in names if cell_option(n)}
+    for name in sorted(options):
+        cell, option = cell_option(name)  # type: ignore[misc]
+        try:
+            get_cell(cell).resolve_options({option: None})
+        except ValueError as e:
+            raise SearchSpaceError(f"{where}.{name}: {e}") from e
+    missing, unknown = sorted(required - names), sorted(names - set(known) - options)
+    if set(SIZE_PARAMETERS) <= names:
+        raise SearchSpaceError(f"{where}: give hidden_size or parameter_budget, not both (the "
+                               "budget fixes the hidden size)")
     if missing or unknown:
         raise SearchSpaceError(f"{where}: expected the parameters {', '.join(PARAMETERS)} "
                                f"(and optionally {', '.join(OPTIONAL_PARAMETERS)}); missing "
                                f"{missing}, unknown {unknown}")
     out: dict[str, BaseDistribution] = {}
-    for name in (n for n in known if n in names):
+    for name in (*(n for n in known if n in names), *sorted(options)):
         if params[name] is None or not isinstance(params[name], Mapping):
             raise SearchSpaceError(f"{where}.{name} must be a mapping with type, low, high, "
                                    f"log, got {params[name]!r}")
@@ -66,13 +106,19 @@ def distributions(params: Mapping[str, Mapping[str, Any]],
 def _check_natural_ranges(dists: dict[str, BaseDistribution], where: str) -> None:
     """Values the trainer cannot use are config errors, caught before any training."""
     limits = {"hidden_size": (1, None), "learning_rate": (0, None),
-              "one_minus_momentum": (0, 1), "input_noise": (0, None)}
+              "one_minus_momentum": (0, 1), "input_noise": (0, None),
+              "layers": (1, None), "parameter_budget": (1, None)}
+    for name in ("layers", "parameter_budget"):
+        if name in dists and not isinstance(dists[name], IntDistribution):
+            raise SearchSpaceError(f"{where}.{name}.type must be 'int'")
     if "dropout" in dists:
         d = dists["dropout"]
         if d.low < 0 or d.high >= 1:
             raise SearchSpaceError(f"{where}.dropout: the dropout probability must lie in "
                                    f"[0, 1), got [{d.low}, {d.high}]")
     for name, (lo, hi) in limits.items():
+        if name not in dists:
+            continue
         d = dists[name]
         if d.low < lo or (d.low == lo and name in ("learning_rate", "one_minus_momentum")):
             raise SearchSpaceError(f"{where}.{name}.low must be > {lo}"

@@ -28,6 +28,8 @@ import torch
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from ..cells import cell_names, get_cell
+from ..data.missing import OPTIONS as MISSING_OPTIONS
 from ..store.provenance import RUN_PREFIX, run_record
 from ..store.storage import mask_url, open_storage
 from ..store.sweeps import sweep_studies
@@ -66,9 +68,16 @@ class WorkerReport:
 
 
 def _defining(config: dict[str, Any]) -> dict[str, Any]:
+    """What must match between runs of one sweep. Keys added since a sweep may have begun
+    count with their defaults: the missing-data task options (nothing removed), one layer and
+    each cell's default options."""
     out = {k: config.get(k) for k in DEFINING_KEYS}
     if isinstance(out.get("train"), dict):
-        out["train"] = {k: v for k, v in out["train"].items() if k not in RUN_LOCAL_TRAIN_KEYS}
+        out["train"] = {"layers": 1, "cell_options": default_cell_options(),
+                        **{k: v for k, v in out["train"].items()
+                           if k not in RUN_LOCAL_TRAIN_KEYS}}
+    if isinstance(out.get("task"), dict):
+        out["task"] = {**MISSING_OPTIONS, **out["task"]}
     return out
 
 
@@ -98,6 +107,12 @@ def open_task(spec: SweepSpec) -> Task:
     if not getattr(task, "metric", ""):
         raise SweepConfigError(f"task {spec.task_name!r} defines no metric")
     return task
+
+
+def default_cell_options() -> dict[str, dict[str, Any]]:
+    """{cell: its options' defaults} of the registered cells that take options (CW)."""
+    return {name: dict(get_cell(name).options) for name in cell_names()
+            if get_cell(name).options}
 
 
 def write_config(spec: SweepSpec) -> None:
@@ -138,6 +153,7 @@ def open_studies(spec: SweepSpec, task: Task, storage: optuna.storages.BaseStora
                                     sampler=sampler)
         attrs = {"sweep_name": spec.sweep_name, "task": spec.task_name, "variant": v,
                  "metric": task.metric, "metric_label": task.metric_label,
+                 "task_setting": task.missing.describe(),
                  f"{RUN_PREFIX}{run_id}": record}
         for key, value in attrs.items():
             if study.user_attrs.get(key) != value:

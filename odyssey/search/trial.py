@@ -102,9 +102,10 @@ def start_trial(spec: SweepSpec, study: optuna.Study, trial: optuna.Trial,
              "git_commit": git_commit()}
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
-    log.info("start %s trial %d: H=%d lr=%.3g momentum=%.3f noise=%.3f seed=%d",
-             variant, trial.number, hp.hidden_size, hp.learning_rate, hp.momentum,
-             hp.input_noise, seed)
+    size = (f"H={hp.hidden_size}" if hp.hidden_size is not None
+            else f"budget={hp.parameter_budget}") + (f" layers={hp.layers}" if hp.layers else "")
+    log.info("start %s trial %d: %s lr=%.3g momentum=%.3f noise=%.3f seed=%d",
+             variant, trial.number, size, hp.learning_rate, hp.momentum, hp.input_noise, seed)
 
     def on_epoch(entry: dict[str, Any]) -> None:
         # the learning curve in the store (optuna-dashboard, plot_intermediate_values); a

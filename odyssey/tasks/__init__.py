@@ -15,6 +15,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..data.missing import OPTIONS as MISSING_OPTIONS
+from ..data.missing import missing_spec
 from ..registry import BUILTIN, Registry, origin_or_current
 from .base import SPLITS, Batch, FramewiseTask, KernelLoss, SequenceSet, Task
 
@@ -78,12 +80,19 @@ def task_names() -> tuple[str, ...]:
 
 
 def load_task(name: str, **options) -> Task:
-    """Build (or load from its cache) the task `name` with its config options."""
+    """Build (or load from its cache) the task `name` with its config options.
+
+    The missing-data options (`missing_rate`, `missing`, `fill`, `missing_seed`;
+    odyssey.data.missing) belong to every task: they are taken out here and applied to the
+    loaded task, so a task's own `load` never sees them.
+    """
     entry = TASKS.get(name)
     if entry is None:
         raise ValueError(f"unknown task {name!r}; expected one of: {', '.join(task_names())} "
                          "(a task of your own must be registered by a plugin, see "
                          "docs/extending.md 'Your own task')")
+    missing = missing_spec(options)
+    options = {k: v for k, v in options.items() if k not in MISSING_OPTIONS}
     load = entry.load
     if isinstance(load, str):
         module, func = load.split(":")
@@ -99,10 +108,11 @@ def load_task(name: str, **options) -> Task:
     if not isinstance(task, Task):
         raise TypeError(f"task {name!r}: its load function returned {type(task).__name__}, "
                         "not an odyssey.tasks.Task")
+    task.remove_observations(missing)
     return task
 
 
-for _name in ("music", "speech", "handwriting"):
+for _name in ("music", "speech", "handwriting", "words", "physionet"):
     register_task(_name, f".{_name}:load", origin=BUILTIN)
 # the next-character tasks of Jozefowicz et al. (2015), searched by odyssey-evolve
 for _name in ("arith", "xml", "lm"):

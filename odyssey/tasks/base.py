@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..cells import get_cell
+from ..data.missing import MissingSpec, MissingView, remove
 from ..networks import SequenceNetwork
 
 SPLITS = ("train", "valid", "test")
@@ -116,6 +118,8 @@ class Task(ABC):
     # the same loss as this class's `loss_terms`, for the C++ step of packed training; a
     # subclass that overrides `loss_terms` without declaring it again trains through autograd
     kernel_loss: KernelLoss | None = None
+    # missing data (odyssey.data.missing): set by `remove_observations`; complete by default
+    missing: MissingSpec = MissingSpec()
 
     def __init__(self, splits: dict[str, SequenceSet], output_size: int, *,
                  standardize: bool = True, source: str = "", info: dict | None = None) -> None:
@@ -144,6 +148,48 @@ class Task(ABC):
         for s in SPLITS:
             sset = self.splits[s]
             sset.inputs = [((x - self.mean) / self.std).astype(np.float32) for x in sset.inputs]
+
+    def remove_observations(self, spec: MissingSpec) -> None:
+        """Remove observations as `spec` says (nothing at rate 0): every split's inputs become
+        [x; m; delta] (odyssey.data.missing), 3x the features; each network reads them
+        through the view its cell needs (`input_view`)."""
+        if self.missing.native:  # inputs with gaps of their own: only the fill is chosen
+            if spec.active:
+                raise ValueError(f"task {self.name}: its data have gaps of their own; "
+                                 "task.missing_rate must be 0")
+            self.missing = replace(self.missing, fill=spec.fill)
+            self.info["missing"] = self.missing.describe()
+            return
+        if not spec.active:
+            return
+        if self.missing.active:
+            raise ValueError(f"task {self.name}: observations were removed already")
+        new = remove({s: self.splits[s].inputs for s in SPLITS}, spec)
+        for s in SPLITS:
+            self.splits[s].inputs = new[s]
+        self.__dict__.pop("_batch_cache", None)
+        self.missing, self.features = spec, self.input_size
+        self.input_size = 3 * self.input_size
+        self.info["missing"] = spec.describe()
+
+    @property
+    def noise_features(self) -> int | None:
+        """Training noise goes on the first this many input features (None: on all); with
+        missing data on x only, never on the mask or delta."""
+        return self.features if self.missing.active else None
+
+    def input_view(self, variant: str) -> MissingView | None:
+        """What a cell of `variant` reads of the task's inputs: None (the inputs as they are)
+        unless missing data and the cell's kind differ (odyssey.data.missing)."""
+        reads_missing = get_cell(variant).missing_inputs
+        if self.missing.active:
+            return None if reads_missing else MissingView(self.missing.fill, self.features)
+        return MissingView("complete", self.input_size) if reads_missing else None
+
+    def input_view_size(self, variant: str) -> int:
+        """Input features the first layer of a `variant` network reads."""
+        view = self.input_view(variant)
+        return self.input_size if view is None else view.output_size
 
     # -- batching -------------------------------------------------------------------------
     def batches(self, split: str, batch_size: int, *, shuffle: bool = False,
@@ -189,9 +235,11 @@ class Task(ABC):
 
     # -- model, loss, metric ---------------------------------------------------------------
     def build_network(self, variant: str, hidden_size: int, **layer_options) -> SequenceNetwork:
-        """The task's network: one layer of `variant` and a linear head."""
+        """The task's network: `layers` layers of `variant` (one by default) and a linear
+        head, reading the inputs through the cell's `input_view`."""
         return SequenceNetwork(variant, self.input_size, hidden_size, self.output_size,
-                               bidirectional=self.bidirectional, **layer_options)
+                               bidirectional=self.bidirectional,
+                               input_view=self.input_view(variant), **layer_options)
 
     @abstractmethod
     def loss_terms(self, outputs: Tensor, batch: Batch) -> tuple[Tensor, Tensor | int]:

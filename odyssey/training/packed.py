@@ -35,9 +35,11 @@ _TORCH_SLOTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
 def fusable(net: nn.Module, device: torch.device, impl: str) -> bool:
-    """Whether `net` can train on the fused kernels: a SequenceNetwork of an LSTM-family,
-    GRU or RNN layer on the CPU, with impl "auto" or "cpp" and the extension built."""
+    """Whether `net` can train on the fused kernels: a SequenceNetwork of one LSTM-family,
+    GRU or RNN layer reading its inputs as they are, on the CPU, with impl "auto" or "cpp"
+    and the extension built."""
     return (device.type == "cpu" and impl != "reference" and type(net) is SequenceNetwork
+            and net.input_view is None and net.layers == 1
             and isinstance(net.rnn, RecurrentLayer)
             and all(isinstance(c, LSTMFamilyCell | TorchParamCell) for c in net.rnn.directions)
             and fast.extension(required=impl == "cpp") is not None)

@@ -18,11 +18,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..cells import canonical
+from ..networks import hidden_size_for_budget
 from ..tasks.base import Batch, Task
 from . import packed
 from .settings import (
@@ -40,17 +42,24 @@ def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
-def _noise(batch: Batch, std: float, generator: torch.Generator) -> packed.Noise:
-    """A step's input noise: N(0, 1) draws of the input's shape and `std`; None when std 0."""
+def _noise(batch: Batch, std: float, generator: torch.Generator,
+           features: int | None = None) -> packed.Noise:
+    """A step's input noise: N(0, 1) draws of the input's shape and `std`; None when std 0.
+    `features`: the noise goes on the first this many input features only (the task's
+    `noise_features`: x, not the mask and delta of missing data); the others get zeros."""
     if std == 0.0:
         return None
-    return torch.randn(batch.x.shape, generator=generator, device=batch.x.device), std
+    draws = torch.randn(batch.x.shape, generator=generator, device=batch.x.device)
+    if features is not None:
+        draws[..., features:] = 0.0
+    return draws, std
 
 
-def _noisy(batch: Batch, std: float, generator: torch.Generator) -> torch.Tensor:
+def _noisy(batch: Batch, std: float, generator: torch.Generator,
+           features: int | None = None) -> torch.Tensor:
     """Training inputs with N(0, std^2) noise added at the real steps (padding untouched).
     The fused kernels add the same draws by the same operations (noisy_input in C++)."""
-    noise = _noise(batch, std, generator)
+    noise = _noise(batch, std, generator, features)
     if noise is None:
         return batch.x
     draws = noise[0]
@@ -58,6 +67,14 @@ def _noisy(batch: Batch, std: float, generator: torch.Generator) -> torch.Tensor
         return draws.mul_(std).add_(batch.x)  # x + std * noise, in place
     return batch.x + std * draws * batch.mask.unsqueeze(-1)
 
+
+
+def _cell_options(settings: TrainSettings, variant: str) -> dict[str, Any]:
+    """train.cell_options of `variant` (its key spelt in any case)."""
+    for name, options in settings.cell_options.items():
+        if canonical(name) == variant:
+            return dict(options)
+    return {}
 
 class Clock:
     """Wall and CPU time of a block, charged to trials."""
@@ -86,16 +103,27 @@ class Run:
     def _build(self, hp: Hyperparameters) -> None:
         """The trial's network, optimizer state, RNGs and empty record, from its seed."""
         task, job, settings, device = self.task, self.job, self.settings, self.device
+        variant = canonical(job.variant)
+        layers = settings.layers if hp.layers is None else hp.layers
+        options = {**_cell_options(settings, variant), **hp.cell_options.get(variant, {})}
+        hidden = hp.hidden_size
+        if hidden is None:  # deep vs wide: the largest network within the searched budget
+            hidden = hidden_size_for_budget(
+                hp.parameter_budget, variant, task.input_view_size(variant), task.output_size,
+                bidirectional=task.bidirectional, layers=layers, cell_options=options)
+        extra = {} if layers == 1 else {"layers": layers}  # a one-layer call as before
+        if options:
+            extra["cell_options"] = options
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(job.seed)
-            net = task.build_network(canonical(job.variant), hp.hidden_size,
-                                     forget_bias=settings.forget_bias,
+            net = task.build_network(variant, hidden, forget_bias=settings.forget_bias,
                                      init_std=settings.init_std, impl=settings.impl,
-                                     dropout=hp.dropout)
+                                     dropout=hp.dropout, **extra)
         net.to(device)
         self.net = net
         self.result = TrainResult(status="complete", parameter_count=net.parameter_count(),
-                                  recurrent_parameter_count=net.recurrent_parameter_count())
+                                  recurrent_parameter_count=net.recurrent_parameter_count(),
+                                  hidden_size=hidden, layers=layers)
         self.lr, self.momentum = effective_learning_rate(hp, settings), hp.momentum
         self.fused = (settings.fused and packed.fusable(net, device, settings.impl)
                       and not hp.dropout)  # the fused kernels have no dropout masks
@@ -137,10 +165,10 @@ class Run:
                 return None
 
     def noisy(self, batch: Batch) -> torch.Tensor:
-        return _noisy(batch, self.job.hp.input_noise, self.noise_rng)
+        return _noisy(batch, self.job.hp.input_noise, self.noise_rng, self.task.noise_features)
 
     def noise(self, batch: Batch) -> packed.Noise:
-        return _noise(batch, self.job.hp.input_noise, self.noise_rng)
+        return _noise(batch, self.job.hp.input_noise, self.noise_rng, self.task.noise_features)
 
     def record_loss(self, value: float) -> None:
         if not math.isfinite(value):

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..cells import IMPLS
+from ..cells import IMPLS, canonical, get_cell
 
 STOPPING_RULES = ("metric_or_loss", "metric")
 # two validation metrics this close count as a tie (CER 1.0 == 1.0 on a blank plateau)
@@ -42,17 +42,30 @@ class Divergence(RuntimeError):
 @dataclass(frozen=True)
 class Hyperparameters:
     """The four searched hyperparameters of DESIGN §4, in their natural scale, and the
-    optional variational dropout probability (0: off, the paper's protocol)."""
+    optional ones: variational dropout's probability (0: off, the paper's protocol), the
+    number of recurrent layers (None: train.layers), a parameter budget, which replaces
+    the hidden size (None then): the trainer derives the largest hidden size whose network
+    fits the budget (deep vs wide at equal size, `networks.hidden_size_for_budget`), and
+    searched cell options by cell (over train.cell_options)."""
 
-    hidden_size: int
+    hidden_size: int | None
     learning_rate: float
     momentum: float
     input_noise: float
     dropout: float = 0.0
+    layers: int | None = None
+    parameter_budget: int | None = None
+    cell_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.hidden_size, int | np.integer) or self.hidden_size < 1:
-            raise ValueError(f"hidden_size must be a positive integer, got {self.hidden_size!r}")
+        if (self.hidden_size is None) == (self.parameter_budget is None):
+            raise ValueError("give exactly one of hidden_size and parameter_budget, got "
+                             f"{self.hidden_size!r} and {self.parameter_budget!r}")
+        for name in ("hidden_size", "parameter_budget", "layers"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int | np.integer)
+                                      or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not 0.0 <= self.momentum < 1.0:
@@ -65,11 +78,20 @@ class Hyperparameters:
     @classmethod
     def from_search(cls, params: Mapping[str, Any]) -> Hyperparameters:
         """From the search-space parameters (which sample 1 - momentum, not momentum)."""
-        return cls(hidden_size=int(params["hidden_size"]),
+        def integer(key: str) -> int | None:
+            return None if params.get(key) is None else int(params[key])
+
+        options: dict[str, dict[str, Any]] = {}
+        for key, value in params.items():
+            cell, dot, option = key.partition(".")  # "<cell>.<option>": a cell's own option
+            if dot:
+                options.setdefault(canonical(cell), {})[option] = value
+        return cls(hidden_size=integer("hidden_size"),
                    learning_rate=float(params["learning_rate"]),
                    momentum=1.0 - float(params["one_minus_momentum"]),
                    input_noise=float(params["input_noise"]),
-                   dropout=float(params.get("dropout", 0.0)))
+                   dropout=float(params.get("dropout", 0.0)), layers=integer("layers"),
+                   parameter_budget=integer("parameter_budget"), cell_options=options)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -133,6 +155,10 @@ class TrainSettings:
     # score the test split after every epoch (a full test curve) instead of only at the
     # epochs whose validation score is a gain; the result is the same either way
     test_every_epoch: bool = False
+    # stacked recurrent layers per network (1: the paper); search.params.layers overrides it
+    layers: int = 1
+    # each cell's own options by cell name, e.g. {"CW": {"modules": 4, "period_base": 2}}
+    cell_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if self.stopping not in STOPPING_RULES:
@@ -147,7 +173,16 @@ class TrainSettings:
         if not isinstance(self.scale_lr_with_batch, bool):
             raise ValueError("train.scale_lr_with_batch must be true or false, got "
                              f"{self.scale_lr_with_batch!r}")
-        for name in ("max_epochs", "patience", "batch_size", "eval_batch_size"):
+        if not isinstance(self.cell_options, Mapping) or not all(
+                isinstance(v, Mapping) for v in self.cell_options.values()):
+            raise ValueError("train.cell_options must map cell names to option mappings, got "
+                             f"{self.cell_options!r}")
+        for cell, options in self.cell_options.items():
+            try:
+                get_cell(cell).resolve_options(options)
+            except ValueError as e:
+                raise ValueError(f"train.cell_options.{cell}: {e}") from e
+        for name in ("max_epochs", "patience", "batch_size", "eval_batch_size", "layers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"train.{name} must be an integer >= 1, got {value!r}")
@@ -190,6 +225,10 @@ class TrainResult:
     parameter_count: int = 0
     recurrent_parameter_count: int = 0
     fail_reason: str | None = None
+    # the network's shape: hidden size (derived where a parameter budget was searched) and
+    # recurrent layers
+    hidden_size: int = 0
+    layers: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready fields (the trial user attributes of the sweep contract)."""

@@ -60,7 +60,7 @@ def test_builtins_are_registered_in_design_order():
     assert cell_names()[:len(ALL_VARIANTS)] == ALL_VARIANTS
     assert cell_names("paper") == ("V", "NIG", "NFG", "NOG", "NIAF", "NOAF", "NP", "CIFG", "FGR")
     assert cell_names("baseline") == ("GRU", "RNN")
-    assert cell_names("extra") == ("LSTMB", "MUT1", "MUT2", "MUT3")
+    assert cell_names("extra") == ("LSTMB", "MUT1", "MUT2", "MUT3", "CW", "GRUD")
     assert not get_cell("MUT1").has_fast and get_cell("V").has_fast
 
 

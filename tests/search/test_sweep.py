@@ -46,7 +46,7 @@ def test_one_worker_fills_every_study_and_records_the_contract(tmp_path):
         runs = {k: a for k, a in study.user_attrs.items() if k.startswith("run/")}
         assert {k: a for k, a in study.user_attrs.items() if k not in runs} == {
             "sweep_name": "t", "task": "toy", "variant": v, "metric": "nll",
-            "metric_label": "NLL per time step"}
+            "metric_label": "NLL per time step", "task_setting": "complete"}
         # the bulky config and versions once per study, each trial naming its record
         assert len(runs) == 1
         (run_key, record), = runs.items()
