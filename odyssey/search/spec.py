@@ -63,6 +63,10 @@ class SweepSpec:
     heartbeat_interval: int | None
     grace_period: int | None
     config: dict[str, Any]
+    # a worker rides out a store outage this long; a store call waits this long for an answer
+    # (docs/store-outages.md)
+    retry_seconds: int = 300
+    timeout_seconds: int = 60
 
     @property
     def sweep_dir(self) -> Path:
@@ -179,6 +183,12 @@ class SweepSpec:
                 raise SweepConfigError(f"storage.{key} must be null or an integer >= 1 "
                                        f"(seconds), got {value!r}")
             beats[key] = value
+        for key, default in (("retry_seconds", 300), ("timeout_seconds", 60)):
+            value = storage.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SweepConfigError(f"storage.{key} must be an integer >= 1 (seconds), "
+                                       f"got {value!r}")
+            beats[key] = value
         resolved = mask_secrets(resolved)  # config.yaml and trial attrs: no secret anywhere
         resolved["storage"]["url"] = mask_url(url)
         resolved["variants"] = list(variants)
@@ -191,7 +201,9 @@ class SweepSpec:
                    parallel_trials=parallel, train=train,
                    distributions=dists, sampler=sampler, n_startup_trials=n_startup,
                    storage_url=url, heartbeat_interval=beats["heartbeat_interval"],
-                   grace_period=beats["grace_period"], config=resolved)
+                   grace_period=beats["grace_period"], config=resolved,
+                   retry_seconds=beats["retry_seconds"],
+                   timeout_seconds=beats["timeout_seconds"])
 
 
 def _check_kernels(variants: tuple[str, ...], impl: str,

@@ -212,6 +212,14 @@ def _rdb_storage(url: str, engine_kwargs: dict, heartbeat_interval: int | None,
                                   heartbeat_interval=heartbeat_interval,
                                   grace_period=grace_period)
         except DBAPIError as e:
+            if getattr(e.orig, "pgcode", None) == "42501":  # insufficient_privilege
+                parsed = make_url(url)
+                why = str(e.orig).strip().splitlines()[0]
+                raise StorageURLError(
+                    f"store {mask_url(url)}: role {parsed.username!r} may not create Optuna's "
+                    f"tables in database {parsed.database!r} ({why}); create them once as a "
+                    "role that may (the database's owner, or after GRANT CREATE ON SCHEMA "
+                    f"public TO {parsed.username}), then run the workers") from None
             if isinstance(e, OperationalError) and not _already_exists(e):
                 # cannot connect (server down, wrong host, no or wrong password): one line
                 why = str(e.orig).strip().splitlines()[0] if e.orig else type(e).__name__
@@ -225,12 +233,14 @@ def _rdb_storage(url: str, engine_kwargs: dict, heartbeat_interval: int | None,
 
 
 def open_storage(url: str, *, heartbeat_interval: int | None = None,
-                 grace_period: int | None = None) -> BaseStorage:
+                 grace_period: int | None = None,
+                 connect_args: dict | None = None) -> BaseStorage:
     """An Optuna storage for `url` (see the module docstring), creating a journal's folder.
 
     `heartbeat_interval` / `grace_period` (seconds) switch on Optuna's heartbeats for RDB
     stores (workers record one while a trial runs; a trial silent for `grace_period` is
-    stale); journal stores have none and ignore them.
+    stale); journal stores have none and ignore them. `connect_args` go to the database
+    driver (resilient.pg_connect_args: timeouts).
     """
     scheme = check_url(url)
     url = unmask_url(url.strip())
@@ -249,4 +259,6 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None,
     else:
         _check_driver(url)
         engine_kwargs["pool_pre_ping"] = True
+        if connect_args:
+            engine_kwargs["connect_args"] = dict(connect_args)
     return _rdb_storage(url, engine_kwargs, heartbeat_interval, grace_period)

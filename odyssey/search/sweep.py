@@ -15,12 +15,14 @@ numbered by the store in creation order, so exactly the first N counted trials s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 import traceback
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,7 @@ from optuna.trial import TrialState
 
 from ..tasks import Task, load_task
 from ..training import Hyperparameters, TrainResult, TrialJob, train_pack
+from .delivery import deliver, deliver_pending, keep_until_stored, pending_dir, result_record
 from .liveness import Heartbeat, WorkerId
 from .progress import (
     best_so_far,
@@ -41,10 +44,11 @@ from .progress import (
     summary_frame,
 )
 from .provenance import RUN_PREFIX, git_commit, run_record
+from .resilient import StoreUnavailableError, open_worker_storage
 from .running import RunningTrial, classify_running, unwatched_message
 from .space import make_sampler, suggest, trial_seed
 from .spec import DEFINING_KEYS, SweepConfigError, SweepSpec
-from .storage import mask_url, open_storage
+from .storage import mask_url
 
 log = logging.getLogger("odyssey.sweep")
 
@@ -139,10 +143,14 @@ def _close_trial(storage: optuna.storages.BaseStorage, t: optuna.trial.FrozenTri
 
 def fail_stale_trials(studies: dict[str, optuna.Study], me: WorkerId,
                       grace_period: int | None = None,
-                      running: list[RunningTrial] | None = None) -> int:
+                      running: list[RunningTrial] | None = None,
+                      pending: Path | None = None) -> int:
     """Fail running trials whose worker is gone (running.classify_running); returns how
-    many this call failed. `running`: the classification, when the caller has it."""
+    many this call failed. `running`: the classification, when the caller has it.
+    `pending`: results dead workers left there are delivered first (delivery.py)."""
     failed = 0
+    if pending is not None:
+        deliver_pending(studies, pending)
     if running is None:
         running = classify_running(studies, me, grace_period)
     for r in running:
@@ -195,7 +203,9 @@ def start_trial(spec: SweepSpec, study: optuna.Study, trial: optuna.Trial,
         # the learning curve in the store (optuna-dashboard, plot_intermediate_values); a
         # non-finite score (a diverging epoch) is left out: Optuna's plots cannot draw it
         if np.isfinite(entry["valid"]):
-            trial.report(float(entry["valid"]), int(entry["epoch"]))
+            # past the retry bound training goes on: the curve is in its result (delivery.py)
+            with contextlib.suppress(StoreUnavailableError):
+                trial.report(float(entry["valid"]), int(entry["epoch"]))
         log.debug("%s trial %d epoch %d: train %.4f valid %.4f test %s", variant,
                   trial.number, entry["epoch"], entry["train_loss"], entry["valid"],
                   "-" if entry["test"] is None else f"{entry['test']:.4f}")
@@ -204,32 +214,33 @@ def start_trial(spec: SweepSpec, study: optuna.Study, trial: optuna.Trial,
                     tag=(study, trial, Heartbeat(study._storage, trial._trial_id).__enter__()))
 
 
-def finish_trial(task: Task, job: TrialJob, result: TrainResult) -> str:
-    """Tell the store a trial's result; "complete", "diverged" or "overtaken"."""
+def finish_trial(task: Task, job: TrialJob, result: TrainResult,
+                 pending: Path | None = None) -> str:
+    """Tell the store a trial's result; "complete", "diverged" or "overtaken" (another
+    worker judged it stale and replaced it: the result is dropped, not counted twice).
+
+    With `pending` (a folder), the result is kept on disk until the store has it
+    (delivery.py), so a store outage longer than the retry bound loses no training.
+    """
     study, trial, heartbeat = job.tag
     heartbeat.__exit__(None, None, None)
-    try:
-        # the long learning curve last, after the scores a person looks for first
-        for key, value in sorted(result.as_dict().items(), key=lambda kv: kv[0] == "curve"):
-            if key not in ("status", "fail_reason"):
-                trial.set_user_attr(key, value)
-        if result.status == "complete":
-            baseline = task.baseline("valid")
-            if baseline is not None:  # never beat the trivial model: learnt nothing
-                trial.set_user_attr("baseline_valid", baseline)
-                trial.set_user_attr("untrained", not result.valid_metric < baseline)
-            study.tell(trial, result.valid_metric)
-            return "complete"
-        trial.set_user_attr("fail_kind", "diverged")
-        trial.set_user_attr("fail_reason", result.fail_reason)
-        study.tell(trial, state=TrialState.FAIL)
-        return "diverged"
-    except optuna.exceptions.UpdateFinishedTrialError:
-        # another worker judged this trial stale (a heartbeat missed for longer than the
-        # grace period): it has been replaced, so this result is dropped, not counted twice
-        log.warning("%s trial %d was marked stale by another worker while it ran; its "
-                    "result is dropped", job.variant, trial.number)
-        return "overtaken"
+    # the long learning curve last, after the scores a person looks for first
+    attrs = [(k, v) for k, v in sorted(result.as_dict().items(), key=lambda kv: kv[0] == "curve")
+             if k not in ("status", "fail_reason")]
+    value = None
+    if result.status == "complete":
+        value = result.valid_metric
+        baseline = task.baseline("valid")
+        if baseline is not None:  # never beat the trivial model: learnt nothing
+            attrs += [("baseline_valid", baseline),
+                      ("untrained", not result.valid_metric < baseline)]
+    else:
+        attrs += [("fail_kind", "diverged"), ("fail_reason", result.fail_reason)]
+    record = result_record(study.study_name, trial.number, attrs, value)
+    if pending is None:
+        return deliver(study, record)
+    with keep_until_stored(pending, record):
+        return deliver(study, record)
 
 
 def abort_trial(job: TrialJob, error: BaseException) -> None:
@@ -261,14 +272,18 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
     torch.set_num_threads(spec.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say more
     write_config(spec)
+    # the store first: a store that cannot be used is one line before the corpus loads
+    storage = open_worker_storage(spec.storage_url, heartbeat_interval=spec.heartbeat_interval,
+                                  grace_period=spec.grace_period,
+                                  retry_seconds=spec.retry_seconds,
+                                  timeout_seconds=spec.timeout_seconds)
     try:
         task = load_task(spec.task_name, **spec.task_options)
     except ValueError as e:  # bad task options, or a plugin's task that fails to load
         raise SweepConfigError(f"task: {e}") from e
     if not getattr(task, "metric", ""):
         raise SweepConfigError(f"task {spec.task_name!r} defines no metric")
-    storage = open_storage(spec.storage_url, heartbeat_interval=spec.heartbeat_interval,
-                           grace_period=spec.grace_period)
+    pending = pending_dir(spec.sweep_dir)
     sampler = make_sampler(spec.sampler, spec.seed, spec.worker, spec.n_startup_trials)
     studies = open_studies(spec, task, storage, sampler)
     me = WorkerId.current(spec.worker)
@@ -283,7 +298,8 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
     def next_job() -> TrialJob | None:
         """The next trial to train: asked from the study with fewest trials, its claim held."""
         while max_trials is None or report.trials_run < max_trials:
-            report.stale_replaced += fail_stale_trials(studies, me, spec.grace_period)
+            report.stale_replaced += fail_stale_trials(studies, me, spec.grace_period,
+                                                       pending=pending)
             variant = _pick(studies, n, spec.worker)
             if variant is None:
                 return None
@@ -309,7 +325,7 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
 
     def on_result(job: TrialJob, result: TrainResult) -> None:
         active.remove(job)
-        outcome = finish_trial(task, job, result)
+        outcome = finish_trial(task, job, result, pending)
         setattr(report, outcome, getattr(report, outcome) + 1)
         study, trial, _ = job.tag
         _log_progress(studies, study, trial, job.variant, outcome, n, me)
@@ -319,11 +335,13 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
         try:
             train_pack(task, spec.train, next_job, on_result, capacity=spec.parallel_trials)
         except BaseException as e:
-            for job in list(active):
-                abort_trial(job, e)
+            if not isinstance(e, StoreUnavailableError):  # (no store to tell: stale later)
+                for job in list(active):
+                    abort_trial(job, e)
             raise
         if max_trials is not None and report.trials_run >= max_trials:
             break
+        deliver_pending(studies, pending)
         running = classify_running(studies, me, spec.grace_period)
         report.stale_replaced += fail_stale_trials(studies, me, running=running)
         if _pick(studies, n, spec.worker) is not None:
@@ -391,7 +409,8 @@ def load_studies(spec: SweepSpec, storage: optuna.storages.BaseStorage
 
 def final_report(spec: SweepSpec, write: bool = True) -> str:
     """The table of best valid/test metric per variant; also results/<sweep>/summary.csv."""
-    storage = open_storage(spec.storage_url)
+    storage = open_worker_storage(spec.storage_url, retry_seconds=spec.retry_seconds,
+                                  timeout_seconds=spec.timeout_seconds, writer=False)
     studies = load_studies(spec, storage)
     if not studies:
         return f"sweep {spec.sweep_name}: no studies in {mask_url(spec.storage_url)}"
