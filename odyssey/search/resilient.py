@@ -259,12 +259,15 @@ _STATEMENT_TIMEOUT = re.compile(r"statement_timeout=(\d+)")
 
 def _wait_with_timeout(conn: Any) -> None:
     """psycopg2 wait callback: psycopg2.extras.wait_select, but a wait for the server longer
-    than the connection's statement_timeout (plus 5 s) closes the connection and raises, so a
+    than the connection's statement_timeout (plus up to 5 s) closes the connection and raises, so a
     frozen server is an outage, not a silent hang (see the module docstring)."""
     from psycopg2.extensions import POLL_OK, POLL_READ, POLL_WRITE
 
     found = _STATEMENT_TIMEOUT.search(conn.dsn or "")
-    limit = int(found.group(1)) / 1000 + 5 if found else None
+    limit = None
+    if found:
+        timeout = int(found.group(1)) / 1000
+        limit = timeout + min(5.0, timeout)  # after the server's own timeout, if it lives
     while True:
         state = conn.poll()
         if state == POLL_OK:
