@@ -143,6 +143,11 @@ class _Outage:
                 self.since, self.back_at = None, time.monotonic()
 
 
+# calls Optuna's cache may answer without the server: their success does not end an outage
+_MAYBE_CACHED = frozenset({"get_trial", "get_study_name_from_id", "get_study_directions",
+                           "get_trial_id_from_study_id_trial_number", "get_trial_params",
+                           "get_trial_user_attrs", "get_trial_system_attrs",
+                           "get_trial_number_from_id", "get_trial_param"})
 # the storage methods a worker calls, each retried as one unit (a read, or one transaction)
 _RETRIED = (
     "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
@@ -198,7 +203,8 @@ class ResilientStorage(BaseStorage, BaseHeartbeat):
                 time.sleep(min(delay, left))
                 delay, retried = min(2 * delay, MAX_DELAY_S), True
                 continue
-            self._outage.ok()
+            if method not in _MAYBE_CACHED:
+                self._outage.ok()
             return out
 
     def _told(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
@@ -259,7 +265,8 @@ _STATEMENT_TIMEOUT = re.compile(r"statement_timeout=(\d+)")
 
 def _wait_with_timeout(conn: Any) -> None:
     """psycopg2 wait callback: psycopg2.extras.wait_select, but a wait for the server longer
-    than the connection's statement_timeout (plus up to 5 s) closes the connection and raises, so a
+    than the connection's statement_timeout (plus up to 5 s) raises (psycopg2 then closes the
+    connection; SQLAlchemy takes the message for a disconnect), so a
     frozen server is an outage, not a silent hang (see the module docstring)."""
     from psycopg2.extensions import POLL_OK, POLL_READ, POLL_WRITE
 
@@ -277,8 +284,8 @@ def _wait_with_timeout(conn: Any) -> None:
         fd = conn.fileno()
         ready = select.select([fd] if state == POLL_READ else [],
                               [fd] if state == POLL_WRITE else [], [], limit)
-        if not any(ready):
-            conn.close()
+        if not any(ready):  # (psycopg2 closes the connection when this raises; closing it
+            # here would deadlock on the connection's own lock, held while it waits)
             raise conn.OperationalError(
                 f"could not receive data from server: no answer within {limit:.0f} s "
                 "(the server is frozen or overloaded)")

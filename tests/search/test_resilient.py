@@ -55,17 +55,17 @@ def test_transient_errors_are_told_from_the_others_through_optunas_wrapping(erro
 
 
 class Flaky:
-    """A storage whose `get_trial` fails `failures` times, then answers."""
+    """A storage whose `get_all_trials` fails `failures` times, then answers."""
 
     def __init__(self, failures: int, error: Exception | None = None) -> None:
         self.failures, self.calls = failures, 0
         self.error = error or _wrapped(_op("the database system is shutting down"))
 
-    def get_trial(self, trial_id: int) -> str:
+    def get_all_trials(self, study_id: int) -> str:
         self.calls += 1
         if self.calls <= self.failures:
             raise self.error
-        return f"trial {trial_id}"
+        return f"trials of {study_id}"
 
 
 def test_an_outage_is_ridden_out_with_one_line_when_it_starts_and_one_when_it_ends(
@@ -74,7 +74,7 @@ def test_an_outage_is_ridden_out_with_one_line_when_it_starts_and_one_when_it_en
     inner = Flaky(3)
     storage = ResilientStorage(inner, 5, "postgresql://u:***@h/db")
     with caplog.at_level(logging.WARNING, logger="odyssey.store"):
-        assert storage.get_trial(7) == "trial 7"
+        assert storage.get_all_trials(7) == "trials of 7"
     assert inner.calls == 4
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2, lines
@@ -88,11 +88,11 @@ def test_past_the_bound_a_call_raises_one_line_and_a_permanent_error_at_once(mon
     monkeypatch.setattr(resilient, "FIRST_DELAY_S", 0.05)
     storage = ResilientStorage(Flaky(10**6), 0.3, "pg")
     with pytest.raises(StoreUnavailableError, match="longer than storage.retry_seconds") as e:
-        storage.get_trial(1)
+        storage.get_all_trials(1)
     assert "\n" not in str(e.value)
     denied = Flaky(1, ProgrammingError("x", {}, PgError("permission denied", "42501")))
     with pytest.raises(ProgrammingError):
-        ResilientStorage(denied, 60, "pg").get_trial(1)
+        ResilientStorage(denied, 60, "pg").get_all_trials(1)
     assert denied.calls == 1
 
 
@@ -128,7 +128,7 @@ def test_heartbeats_of_others_are_not_judged_right_after_an_outage(monkeypatch):
 
     storage = ResilientStorage(Beating(1), 5, "db", grace_period=60)
     assert storage._get_stale_trial_ids(0) == [1, 2]
-    storage.get_trial(0)  # an outage, then back
+    storage.get_all_trials(0)  # an outage, then back
     assert storage._get_stale_trial_ids(0) == []  # a grace period for the others to beat
 
 

@@ -166,7 +166,7 @@ def test_a_result_that_cannot_be_delivered_is_kept_and_delivered_by_the_next_run
         assert p.exitcode == EXIT_STORE
     finally:
         pg_server.start()
-    cfg = toy_config(tmp_path, *overrides)
+    cfg = toy_config(tmp_path, *overrides, sleep=0.03)
     spec = SweepSpec.from_config(cfg)
     [kept] = pending_dir(spec.sweep_dir).glob("*.json")
     before = _trials(pg_url)
@@ -234,3 +234,35 @@ def test_no_server_at_the_url_exits_non_zero_with_one_line_per_worker(pg_server,
     assert "final table written" not in out
     assert f"exit status {EXIT_STORE}: cannot read the final state" in out
     _no_password(out, tmp_path)
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed")
+@pytest.mark.parametrize("fault", ["terminate", "freeze"])
+def test_a_worker_store_call_rides_out_a_terminated_backend_and_a_frozen_server(
+        pg_server, pg_url, fault, caplog):
+    """The store calls themselves (fast): a terminated backend (57P01) and a frozen server
+    (no answer within the statement timeout + its margin) are outage lines, then back."""
+    from odyssey.search.resilient import open_worker_storage
+
+    storage = open_worker_storage(pg_url, retry_seconds=60, timeout_seconds=1,
+                                  heartbeat_interval=1, grace_period=5)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    if fault == "terminate":
+        _terminate(pg_server, pg_url.rsplit("/", 1)[1])
+        trial.set_user_attr("after", 1)
+    else:
+        thaw = __import__("threading").Timer(0, _freeze, (pg_server, 8))
+        thaw.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        trial.set_user_attr("after", 1)  # blocks no longer than the server stays frozen
+        assert time.monotonic() - started < 30
+        thaw.join()
+    study.tell(trial, 1.0)
+    assert study.trials[0].user_attrs["after"] == 1
+    text = caplog.text
+    if fault == "freeze":
+        assert "unreachable since" in text and "no answer within 2 s" in text
+    assert ("unreachable since" in text) == ("is back after" in text)
+    assert PASSWORD not in text
