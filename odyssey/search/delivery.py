@@ -46,29 +46,26 @@ def _path(folder: Path, record: dict[str, Any]) -> Path:
     return folder / f"{safe}#{record['number']}.json"
 
 
-def _write_durably(path: Path, data: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # the rename itself survives a crash
-    finally:
-        os.close(fd)
-
-
 @contextmanager
 def keep_until_stored(folder: Path, record: dict[str, Any]) -> Iterator[Path]:
-    """The result on disk (locked) for the block that sends it; deleted when the block ends
-    without an exception, kept for the next run otherwise."""
+    """The result on disk for the block that sends it; deleted when the block ends without
+    an exception, kept for the next run otherwise. The file is locked from before it
+    appears (the lock is taken on the temporary file, which the rename keeps), so no other
+    worker delivers it while this one does."""
     folder.mkdir(parents=True, exist_ok=True)
     path = _path(folder, record)
-    _write_durably(path, json.dumps(record))
-    with open(path) as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write(json.dumps(record))
+        f.flush()
+        os.fsync(f.fileno())
+        tmp.replace(path)
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the rename itself survives a crash
+        finally:
+            os.close(fd)
         yield path
         path.unlink(missing_ok=True)
 
