@@ -151,3 +151,14 @@ def test_a_result_is_on_disk_until_the_store_has_it_and_the_next_run_delivers_it
     with keep_until_stored(pending, record):  # a send that succeeds leaves nothing
         pass
     assert not list(pending.glob("*.json"))
+
+
+def test_the_retry_bound_and_the_timeout_are_checked_settings(tmp_path):
+    from odyssey.search.spec import SweepConfigError, SweepSpec
+    from tests.search.helpers import toy_config
+
+    spec = SweepSpec.from_config(toy_config(tmp_path, "storage=sqlite"))
+    assert (spec.retry_seconds, spec.timeout_seconds) == (300, 60)
+    assert SweepSpec.from_config(toy_config(tmp_path)).retry_seconds == 300  # journal: default
+    with pytest.raises(SweepConfigError, match="storage.retry_seconds must be an integer"):
+        SweepSpec.from_config(toy_config(tmp_path, "storage=sqlite", "storage.retry_seconds=0"))
