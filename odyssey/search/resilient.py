@@ -12,11 +12,12 @@ Why the storage boundary and not each call site: Optuna's Study and Trial call t
 themselves (ask reads the trials for the sampler, tell reads the trial before writing it), so
 only a storage wrapper sees every call a worker makes.
 
-Timeouts (`pg_connect_args`, `install_answer_timeout`): libpq's connect timeout and TCP
-keepalives find a dead peer, the server's statement_timeout ends a stuck statement, and a
-psycopg2 wait callback ends a wait on a server that accepts packets but never answers (a
-frozen server: the kernel still acknowledges, so keepalives and the server's own timeout
-see nothing). Each ends as a transient error, so the retry above turns it into an outage
+Timeouts (`pg_connect_args`, `install_answer_timeout`): TCP keepalives find a dead peer,
+the server's statement_timeout ends a stuck statement, and a psycopg2 wait callback ends
+any wait (connecting, or for an answer) on a server that accepts packets but never answers
+(a frozen server: the kernel still acknowledges, so keepalives and the server's own timeout
+see nothing; libpq's connect_timeout, also set, does not apply to psycopg2's waits through
+a callback). Each ends as a transient error, so the retry above turns it into an outage
 line, then a clear exit after the bound.
 """
 
