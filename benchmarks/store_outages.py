@@ -9,10 +9,11 @@ For each fault, a fresh database and the multirun
 complete: restart (pg_ctl restart -m fast), stop (stopped for --down seconds, then started),
 immediate (stop -m immediate, started after --down seconds), terminate (pg_terminate_backend
 of every worker connection), freeze (SIGSTOP of every server process for --down seconds,
-with storage.timeout_seconds=5 so that the outage shows). Prints, per fault: the exit status,
-the wall time, the trials per study by state, the outage lines the workers logged, whether a
-traceback or the password appeared, and the load average before and after. With `--none`,
-first the same command with no server at the URL (expected: exit 2, one line per worker).
+with storage.timeout_seconds=2, so that a wait over 4 s is an outage line). Prints, per
+fault: the exit status, the wall time, the trials per study by state, the outage lines the
+workers logged, whether a traceback or the password appeared, and the load average before
+and after. With `--none`, first the same command with no server at the URL (expected: exit
+4, one line per worker, no traceback).
 
     python benchmarks/store_outages.py                       # all faults, music task
     python benchmarks/store_outages.py --faults restart --task toy  # (tests' toy task)
@@ -100,7 +101,7 @@ def run_one(args: argparse.Namespace, server: Server, fault: str | None, tmp: Pa
         env["ODYSSEY_STORAGE_URL"] = url.replace(f":{server.port}/", ":9/")  # no server
     cmd = sweep_command(args, tmp / "results", db)
     if fault == "freeze":
-        cmd.append("storage.timeout_seconds=5")
+        cmd.append("storage.timeout_seconds=2")  # (an unanswered wait: 2 + 2 s < --down)
     load_before = os.getloadavg()[0]
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.PIPE,
