@@ -151,7 +151,8 @@ def check_search(search: object) -> tuple[dict[str, BaseDistribution], str, int]
 
 
 def check_storage(storage: object) -> tuple[str, dict[str, int | None]]:
-    """The `storage` group: the store's URL (relative paths made absolute) and heartbeats."""
+    """The `storage` group: the store's URL (relative paths made absolute), heartbeats and
+    the outage bounds (retry_seconds, timeout_seconds)."""
     if not isinstance(storage, dict) or not isinstance(storage.get("url"), str):
         raise SweepConfigError("storage.url must be a store URL (configs/storage/)")
     try:
@@ -166,6 +167,12 @@ def check_storage(storage: object) -> tuple[str, dict[str, int | None]]:
                                   or value < 1):
             raise SweepConfigError(f"storage.{key} must be null or an integer >= 1 "
                                    f"(seconds), got {value!r}")
+        beats[key] = value
+    for key, default in (("retry_seconds", 300), ("timeout_seconds", 60)):
+        value = storage.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SweepConfigError(f"storage.{key} must be an integer >= 1 (seconds), "
+                                   f"got {value!r}")
         beats[key] = value
     return url, beats
 
@@ -193,6 +200,10 @@ class SweepSpec:
     heartbeat_interval: int | None
     grace_period: int | None
     config: dict[str, Any]
+    # a worker rides out a store outage this long; a store call waits this long for an answer
+    # (docs/store-outages.md)
+    retry_seconds: int = 300
+    timeout_seconds: int = 60
 
     @property
     def sweep_dir(self) -> Path:
@@ -248,7 +259,9 @@ class SweepSpec:
                    parallel_trials=parallel, train=train,
                    distributions=dists, sampler=sampler, n_startup_trials=n_startup,
                    storage_url=url, heartbeat_interval=beats["heartbeat_interval"],
-                   grace_period=beats["grace_period"], config=resolved)
+                   grace_period=beats["grace_period"], config=resolved,
+                   retry_seconds=beats["retry_seconds"],
+                   timeout_seconds=beats["timeout_seconds"])
 
 
 def _check_kernels(variants: tuple[str, ...], impl: str,

@@ -21,6 +21,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -31,13 +32,15 @@ from optuna.trial import TrialState
 from ..cells import cell_names, get_cell
 from ..data.missing import OPTIONS as MISSING_OPTIONS
 from ..store.provenance import RUN_PREFIX, run_record
-from ..store.storage import mask_url, open_storage
+from ..store.storage import mask_url
 from ..store.sweeps import sweep_studies
 from ..tasks import Task, load_task
 from ..training import TrainResult, TrialJob, train_pack
+from .delivery import deliver_pending, pending_dir
 from .liveness import WorkerId, heartbeat_interval
 from .plan import calibrate, estimate_line, make_plan, record_estimate
 from .progress import best_so_far, collect, format_summary, progress_line, summary_frame
+from .resilient import open_worker_storage
 from .running import RunningTrial, classify_running, unwatched_message
 from .sampling import make_sampler
 from .spec import DEFINING_KEYS, SweepConfigError, SweepSpec
@@ -164,10 +167,14 @@ def open_studies(spec: SweepSpec, task: Task, storage: optuna.storages.BaseStora
 
 def fail_stale_trials(studies: dict[str, optuna.Study], me: WorkerId,
                       grace_period: int | None = None,
-                      running: list[RunningTrial] | None = None) -> int:
+                      running: list[RunningTrial] | None = None,
+                      pending: Path | None = None) -> int:
     """Fail running trials whose worker is gone (running.classify_running); returns how
-    many this call failed. `running`: the classification, when the caller has it."""
+    many this call failed. `running`: the classification, when the caller has it.
+    `pending`: results dead workers left there are delivered first (delivery.py)."""
     failed = 0
+    if pending is not None:
+        deliver_pending(studies, pending)
     if running is None:
         running = classify_running(studies, me, grace_period)
     for r in running:
@@ -211,8 +218,12 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say more
     task = open_task(spec)  # before config.yaml: a corrected rerun is not another sweep
     write_config(spec)
-    storage = open_storage(spec.storage_url, heartbeat_interval=spec.heartbeat_interval,
-                           grace_period=spec.grace_period)
+    # the store before the trials: results a dead worker left on this machine go in first
+    storage = open_worker_storage(spec.storage_url, heartbeat_interval=spec.heartbeat_interval,
+                                  grace_period=spec.grace_period,
+                                  retry_seconds=spec.retry_seconds,
+                                  timeout_seconds=spec.timeout_seconds)
+    pending = pending_dir(spec.sweep_dir)
     sampler = make_sampler(spec.sampler, spec.seed, spec.worker, spec.n_startup_trials)
     studies = open_studies(spec, task, storage, sampler)
     try:  # the estimate at the start, for the final table, from an earlier plan=true
@@ -231,7 +242,8 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
     def next_job() -> TrialJob | None:
         """The next trial to train: asked from the study with fewest trials, its claim held."""
         while max_trials is None or report.trials_run < max_trials:
-            report.stale_replaced += fail_stale_trials(studies, me, spec.grace_period)
+            report.stale_replaced += fail_stale_trials(studies, me, spec.grace_period,
+                                                       pending=pending)
             variant = _pick(studies, n, spec.worker)
             if variant is None:
                 return None
@@ -252,7 +264,7 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
         return None
 
     def on_result(job: TrialJob, result: TrainResult) -> None:
-        outcome = active.finish(task, job, result)
+        outcome = active.finish(task, job, result, pending)
         setattr(report, outcome, getattr(report, outcome) + 1)
         study, trial = job.tag
         _log_progress(studies, study, trial, job.variant, outcome, n, me)
@@ -260,7 +272,7 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
     with ActiveTrials() as active:  # an exception fails the trials still running
         _loop(spec, studies, me, report, lambda: train_pack(
             task, spec.train, next_job, on_result, capacity=spec.parallel_trials),
-            beats, max_trials)
+            beats, max_trials, pending)
     report.seconds = time.perf_counter() - started
     log.info("worker %d done: %d trials (%d complete, %d diverged) in %.0f s; %d stale "
              "replaced, %d lost claims", spec.worker, report.trials_run, report.complete,
@@ -270,14 +282,16 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
 
 def _loop(spec: SweepSpec, studies: dict[str, optuna.Study], me: WorkerId,
           report: WorkerReport, train: Callable[[], None], beats: int | None,
-          max_trials: int | None) -> None:
-    """Train until every study is full, then wait for (or replace) other workers' trials."""
+          max_trials: int | None, pending: Path) -> None:
+    """Train until every study is full, then wait for (or replace) other workers' trials;
+    results left in `pending` (a store outage, a dead worker) are delivered first."""
     n = spec.trials_per_variant
     waited_since: float | None = None
     while True:
         train()
         if max_trials is not None and report.trials_run >= max_trials:
             break
+        deliver_pending(studies, pending)
         running = classify_running(studies, me, spec.grace_period)
         report.stale_replaced += fail_stale_trials(studies, me, running=running)
         if _pick(studies, n, spec.worker) is not None:
@@ -339,7 +353,8 @@ def load_studies(spec: SweepSpec, storage: optuna.storages.BaseStorage
 
 def final_report(spec: SweepSpec, write: bool = True) -> str:
     """The table of best valid/test metric per variant; also results/<sweep>/summary.csv."""
-    storage = open_storage(spec.storage_url)
+    storage = open_worker_storage(spec.storage_url, retry_seconds=spec.retry_seconds,
+                                  timeout_seconds=spec.timeout_seconds, writer=False)
     studies = load_studies(spec, storage)
     if not studies:
         return f"sweep {spec.sweep_name}: no studies in {mask_url(spec.storage_url)}"

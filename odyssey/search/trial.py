@@ -12,8 +12,10 @@ complete, running and diverged ones; any other failure is replaced by a new tria
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import traceback
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +25,9 @@ from optuna.trial import FrozenTrial, TrialState
 from ..store.provenance import git_commit, run_record
 from ..tasks import Task
 from ..training import Hyperparameters, TrainResult, TrialJob
+from .delivery import deliver, keep_until_stored, result_record
 from .liveness import Heartbeat
+from .resilient import StoreUnavailableError
 from .sampling import suggest, trial_seed
 from .spec import SweepSpec
 
@@ -111,7 +115,9 @@ def start_trial(spec: SweepSpec, study: optuna.Study, trial: optuna.Trial,
         # the learning curve in the store (optuna-dashboard, plot_intermediate_values); a
         # non-finite score (a diverging epoch) is left out: Optuna's plots cannot draw it
         if np.isfinite(entry["valid"]):
-            trial.report(float(entry["valid"]), int(entry["epoch"]))
+            # past the retry bound training goes on: the curve is in its result (delivery.py)
+            with contextlib.suppress(StoreUnavailableError):
+                trial.report(float(entry["valid"]), int(entry["epoch"]))
         log.debug("%s trial %d epoch %d: train %.4f valid %.4f test %s", variant,
                   trial.number, entry["epoch"], entry["train_loss"], entry["valid"],
                   "-" if entry["test"] is None else f"{entry['test']:.4f}")
@@ -119,30 +125,32 @@ def start_trial(spec: SweepSpec, study: optuna.Study, trial: optuna.Trial,
     return TrialJob(variant, hp, seed, on_epoch, tag=(study, trial))
 
 
-def finish_trial(task: Task, job: TrialJob, result: TrainResult) -> str:
-    """Tell the store a trial's result; "complete", "diverged" or "overtaken"."""
+def finish_trial(task: Task, job: TrialJob, result: TrainResult,
+                 pending: Path | None = None) -> str:
+    """Tell the store a trial's result; "complete", "diverged" or "overtaken" (another
+    worker judged it stale and replaced it: the result is dropped, not counted twice).
+
+    With `pending` (a folder), the result is kept on disk until the store has it
+    (delivery.py), so a store outage longer than the retry bound loses no training.
+    """
     study, trial = job.tag
-    try:
-        # the long learning curve last, after the scores a person looks for first
-        for key, value in sorted(result.as_dict().items(), key=lambda kv: kv[0] == "curve"):
-            if key not in ("status", "fail_reason"):
-                trial.set_user_attr(key, value)
-        if result.status == "complete":
-            baseline = task.baseline("valid")
-            if baseline is not None:  # never beat the trivial model: learnt nothing
-                trial.set_user_attr("baseline_valid", baseline)
-                trial.set_user_attr("untrained", not result.valid_metric < baseline)
-            study.tell(trial, result.valid_metric)
-            return "complete"
-        if fail_trial(study, trial, DIVERGED, result.fail_reason):
-            return "diverged"
-    except optuna.exceptions.UpdateFinishedTrialError:
-        pass
-    # another worker judged this trial stale (a heartbeat missed for longer than the grace
-    # period): it has been replaced, so this result is dropped, not counted twice
-    log.warning("%s trial %d was marked stale by another worker while it ran; its result is "
-                "dropped", job.variant, trial.number)
-    return "overtaken"
+    # the long learning curve last, after the scores a person looks for first
+    attrs = [(k, v) for k, v in sorted(result.as_dict().items(), key=lambda kv: kv[0] == "curve")
+             if k not in ("status", "fail_reason")]
+    value = None
+    if result.status == "complete":
+        value = result.valid_metric
+        baseline = task.baseline("valid")
+        if baseline is not None:  # never beat the trivial model: learnt nothing
+            attrs += [("baseline_valid", baseline),
+                      ("untrained", not result.valid_metric < baseline)]
+    else:
+        attrs += [("fail_kind", DIVERGED), ("fail_reason", result.fail_reason)]
+    record = result_record(study.study_name, trial.number, attrs, value)
+    if pending is None:
+        return deliver(study, record)
+    with keep_until_stored(pending, record):
+        return deliver(study, record)
 
 
 class ActiveTrials:
@@ -172,10 +180,11 @@ class ActiveTrials:
         self._held[id(job)] = (job, beat)
         return job
 
-    def finish(self, task: Task, job: TrialJob, result: TrainResult) -> str:
+    def finish(self, task: Task, job: TrialJob, result: TrainResult,
+               pending: Path | None = None) -> str:
         """Tell the store `job`'s result (finish_trial), then stop its heartbeat and let it
         go. When telling fails the trial stays held, so leaving the block fails it."""
-        outcome = finish_trial(task, job, result)
+        outcome = finish_trial(task, job, result, pending)
         self._release(job)
         return outcome
 
@@ -195,6 +204,8 @@ class ActiveTrials:
         """Close a trial an exception ended; an error is a fault, not a result (the caller
         re-raises it). A store that fails here too leaves the trial to be judged stale."""
         study, trial = job.tag
+        if isinstance(error, StoreUnavailableError):  # no store to tell: stale later
+            return
         kind = fail_kind(error)
         try:
             fail_trial(study, trial, kind, f"{kind}: {type(error).__name__}: {error}",

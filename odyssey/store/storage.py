@@ -201,6 +201,17 @@ def _already_exists(e: Exception) -> bool:
                                    "database is locked"))
 
 
+def _no_privilege(url: str, e: DBAPIError) -> StorageURLError:
+    """One line: the role may not create (or read) Optuna's tables in this database."""
+    parsed = make_url(url)
+    why = str(e.orig).strip().splitlines()[0]
+    return StorageURLError(
+        f"store {mask_url(url)}: role {parsed.username!r} may not create Optuna's tables in "
+        f"database {parsed.database!r} ({why}); create them once as a role that may (the "
+        f"database's owner, or after GRANT CREATE ON SCHEMA public TO {parsed.username}), "
+        "and grant this role what a worker needs (docs/store-outages.md)")
+
+
 def _rdb_storage(url: str, engine_kwargs: dict, heartbeat_interval: int | None,
                  grace_period: int | None) -> RDBStorage:
     """RDBStorage, retried when another worker is creating the same schema at that moment."""
@@ -211,7 +222,18 @@ def _rdb_storage(url: str, engine_kwargs: dict, heartbeat_interval: int | None,
                 return RDBStorage(url, engine_kwargs=engine_kwargs,
                                   heartbeat_interval=heartbeat_interval,
                                   grace_period=grace_period)
+        except optuna.exceptions.StorageInternalError as e:  # (Optuna wraps some errors)
+            cause = e.__cause__
+            if isinstance(cause, DBAPIError) and getattr(cause.orig, "pgcode", None) == "42501":
+                raise _no_privilege(url, cause) from None
+            raise
+        except RuntimeError as e:  # Optuna's "no longer compatible with the table schema"
+            if "table schema" not in str(e):
+                raise
+            raise StorageURLError(f"store {mask_url(url)}: {e}") from None
         except DBAPIError as e:
+            if getattr(e.orig, "pgcode", None) == "42501":  # insufficient_privilege
+                raise _no_privilege(url, e) from None
             if isinstance(e, OperationalError) and not _already_exists(e):
                 # cannot connect (server down, wrong host, no or wrong password): one line
                 why = str(e.orig).strip().splitlines()[0] if e.orig else type(e).__name__
@@ -225,12 +247,14 @@ def _rdb_storage(url: str, engine_kwargs: dict, heartbeat_interval: int | None,
 
 
 def open_storage(url: str, *, heartbeat_interval: int | None = None,
-                 grace_period: int | None = None) -> BaseStorage:
+                 grace_period: int | None = None,
+                 connect_args: dict | None = None) -> BaseStorage:
     """An Optuna storage for `url` (see the module docstring), creating a journal's folder.
 
     `heartbeat_interval` / `grace_period` (seconds) switch on Optuna's heartbeats for RDB
     stores (workers record one while a trial runs; a trial silent for `grace_period` is
-    stale); journal stores have none and ignore them.
+    stale); journal stores have none and ignore them. `connect_args` go to the database
+    driver (resilient.pg_connect_args: timeouts).
     """
     scheme = check_url(url)
     url = unmask_url(url.strip())
@@ -249,4 +273,6 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None,
     else:
         _check_driver(url)
         engine_kwargs["pool_pre_ping"] = True
+        if connect_args:
+            engine_kwargs["connect_args"] = dict(connect_args)
     return _rdb_storage(url, engine_kwargs, heartbeat_interval, grace_period)

@@ -17,9 +17,9 @@ from odyssey.evolve import scores
 from odyssey.evolve.export import write_plugin
 from odyssey.evolve.loop import EvolveSpec, decide, run_worker
 from odyssey.plugins import load_plugins
-from odyssey.search.progress import counts_toward_n
 from odyssey.search.spec import SweepConfigError, SweepSpec
 from odyssey.search.sweep import run_worker as run_sweep_worker
+from odyssey.search.trial import counts_toward_n
 from tests.evolve.helpers import evolve_config, run_child, study
 from tests.search.helpers import toy_config
 

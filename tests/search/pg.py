@@ -62,11 +62,51 @@ class Server:
                         "-U", USER, db], check=True, capture_output=True, env=env, timeout=60)
         return self.url(db)
 
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def psql(self, db: str, sql: str) -> str:
+        """Run `sql` as the superuser `odyssey` on database `db`; its output."""
+        env = {**os.environ, "PGPASSWORD": PASSWORD}
+        return subprocess.run([str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port),
+                               "-U", USER, "-d", db, "-v", "ON_ERROR_STOP=1", "-Atc", sql],
+                              check=True, capture_output=True, text=True, env=env,
+                              timeout=60).stdout
+
+    def start(self) -> None:
+        opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"),
+                  "-w", "start")
+
+    def halt(self, mode: str = "fast") -> None:
+        """pg_ctl stop -m `mode` (smart, fast or immediate); `start` brings it back."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def restart(self, mode: str = "fast") -> None:
+        """pg_ctl restart -m `mode`, waiting until it accepts connections again."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-l", str(self.root / "log"),
+                  "-w", "restart")
+
+    def pids(self) -> list[int]:
+        """The postmaster and all its children (backends, background processes)."""
+        main = int((self.data / "postmaster.pid").read_text().split()[0])
+        kids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                and _ppid(p) == main]
+        return [main, *kids]
+
     def stop(self) -> None:
         try:
             self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "immediate", "stop")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _ppid(proc: Path) -> int | None:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def start_server() -> Server:
@@ -84,9 +124,7 @@ def start_server() -> Server:
     server = Server(root, _free_port(), bindir, as_postgres)
     server._run("initdb", "-D", str(root / "data"), "-U", USER, f"--pwfile={root / 'pw'}",
                 "--auth=scram-sha-256", "-E", "UTF8")
-    opts = f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    server._run("pg_ctl", "-D", str(root / "data"), "-o", opts, "-l", str(root / "log"),
-                "-w", "start")
+    server.start()
     for _ in range(50):
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", server.port)) == 0:
@@ -115,3 +153,16 @@ def run_remote_worker(tmp: str, overrides: list[str], worker: int, sleep: float)
 
     socket_module.gethostname = lambda: "remote-host"
     run_toy_worker(tmp, overrides, worker, sleep)
+
+
+def run_app_worker(tmp: str, overrides: list[str], worker: int, sleep: float) -> None:
+    """Child-process entry: one toy sweep worker through odyssey-sweep's task function (its
+    exit status and messages)."""
+    import logging
+    from pathlib import Path
+
+    from odyssey.search import app
+    from tests.search.helpers import toy_config
+
+    logging.basicConfig(level=logging.INFO)
+    app.sweep(toy_config(Path(tmp), *overrides, f"worker={worker}", sleep=sleep))
