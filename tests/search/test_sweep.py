@@ -289,7 +289,7 @@ def test_a_sweep_from_before_train_stopping_resumes_only_under_the_metric_rule(t
     assert run_worker(SweepSpec.from_config(literal)).trials_run == 2
 
 
-HAND_QUICK = (12, 5, 16)  # configs/experiment_task/quick_handwriting.yaml: epochs, patience, batch
+HAND_QUICK = (15, 5, 16)  # configs/experiment_task/quick_handwriting.yaml: epochs, patience, batch
 
 
 def test_quick_settings_are_specialised_by_task_and_overrides_win(tmp_path):
