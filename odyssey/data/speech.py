@@ -32,6 +32,10 @@ SPLITS = ("train", "valid", "test")
 SIZES: dict[str, dict[str, dict[str, int]]] = {
     "small": {"utterances": {"train": 1000, "valid": 200, "test": 200},
               "speakers": {"train": 40, "valid": 10, "test": 10}},
+    # experiment=quick's (configs/experiment_task/quick_speech.yaml): trials cheap enough
+    # for 30+ per cell in `make reproduce`'s budget
+    "quick": {"utterances": {"train": 200, "valid": 50, "test": 50},
+              "speakers": {"train": 20, "valid": 5, "test": 5}},
     "timit": {"utterances": dict(timit.FULL_SIZES),
               "speakers": {"train": 462, "valid": 50, "test": 24}},
 }

@@ -250,6 +250,29 @@ def test_a_cache_with_other_options_is_rebuilt(datasets: Path) -> None:
     assert again["splits"]["train"]["points"] < manifest["splits"]["train"]["points"]
 
 
+def test_size_presets_fill_the_hershey_counts_and_key_the_cache() -> None:
+    """size=standard keeps the counts (and so the cache key) the corpus had before sizes
+    existed; size=quick is its own corpus; explicit counts override the preset."""
+    standard, quick = hw.resolve(), hw.resolve({"size": "quick"})
+    assert standard.size == "standard"
+    key = hw._key_options(standard)
+    assert "size" not in key
+    assert key["hershey"]["writers"] == {"train": 100, "valid": 25, "test": 25}
+    assert key["hershey"]["lines_per_writer"] == 30
+    q = hw._key_options(quick)["hershey"]
+    assert (q["writers"], q["lines_per_writer"]) == (hw.SIZES["quick"]["writers"],
+                                                     hw.SIZES["quick"]["lines_per_writer"])
+    assert hw.cache_stem(quick) != hw.cache_stem(standard)
+    mixed = hw.resolve({"size": "quick", "hershey": {"writers": {"train": 7}}})
+    assert dict(mixed.hershey.writers) == {**hw.SIZES["quick"]["writers"], "train": 7}
+    with pytest.raises(ValueError, match="size='huge'; expected one of standard, quick"):
+        hw.resolve({"size": "huge"})
+    with pytest.raises(ValueError, match=r"hershey.lines_per_writer must be a positive "):
+        hw.resolve({"hershey": {"lines_per_writer": 0}})
+    with pytest.raises(ValueError, match=r"hershey.writers.valid must be a positive "):
+        hw.resolve({"hershey": {"writers": {"valid": "many"}}})
+
+
 # -- Hershey synthesiser --------------------------------------------------------------------
 def test_glyphs_are_in_pen_coordinates() -> None:
     for font in hershey.FONTS:

@@ -319,3 +319,17 @@ def test_flite_corpus_builds_with_exact_labels(datasets, capsys):
     capsys.readouterr()
     assert odyssey_data(["build", "speech", *TINY]) == 0
     assert "building" not in capsys.readouterr().out
+
+
+def test_quick_size_is_its_own_corpus():
+    """size=quick (experiment=quick's) resolves to its counts and caches apart from small."""
+    small, quick = speech.speech_options(), speech.speech_options({"size": "quick"})
+    assert quick.utterances == {"train": 200, "valid": 50, "test": 50}
+    assert quick.speakers == {"train": 20, "valid": 5, "test": 5}
+    assert small.utterances == {"train": 1000, "valid": 200, "test": 200}
+    assert quick.cache_key() != small.cache_key()
+    assert quick.stem() != small.stem() and quick.stem().name.startswith("flite-quick-")
+    fewer = speech.speech_options({"size": "quick", "utterances": {"train": 100}})
+    assert fewer.utterances == {"train": 100, "valid": 50, "test": 50}
+    with pytest.raises(ValueError, match="size='tiny'; expected one of small, quick, timit"):
+        speech.speech_options({"size": "tiny"})

@@ -289,6 +289,9 @@ def test_a_sweep_from_before_train_stopping_resumes_only_under_the_metric_rule(t
     assert run_worker(SweepSpec.from_config(literal)).trials_run == 2
 
 
+HAND_QUICK = (15, 5, 16)  # configs/experiment_task/quick_handwriting.yaml: epochs, patience, batch
+
+
 def test_quick_settings_are_specialised_by_task_and_overrides_win(tmp_path):
     from hydra import compose, initialize_config_dir
 
@@ -300,14 +303,39 @@ def test_quick_settings_are_specialised_by_task_and_overrides_win(tmp_path):
         tuned = train("task=handwriting", "train.patience=7")
         paper = train("task=handwriting", "experiment=greff")
         speech = train("task=speech")
-    assert (music.max_epochs, music.patience, music.batch_size) == (5, 3, 16)
-    assert (speech.max_epochs, speech.patience, speech.batch_size) == (10, 3, 16)
-    assert (hand.max_epochs, hand.patience, hand.batch_size) == (15, 5, 16)
-    assert (tuned.max_epochs, tuned.patience) == (15, 7)
+    assert (music.max_epochs, music.patience, music.batch_size) == (4, 3, 1)
+    assert not music.scale_lr_with_batch and speech.scale_lr_with_batch and hand.scale_lr_with_batch
+    assert (speech.max_epochs, speech.patience, speech.batch_size) == (5, 3, 16)
+    assert (hand.max_epochs, hand.patience, hand.batch_size) == HAND_QUICK
+    assert (tuned.max_epochs, tuned.patience) == (HAND_QUICK[0], 7)
     assert (paper.max_epochs, paper.patience, paper.batch_size) == (150, 15, 1)
     assert music.stopping == hand.stopping == paper.stopping == "metric_or_loss"
     toy = SweepSpec.from_config(toy_config(tmp_path)).train  # no experiment_task file: quick's
     assert (toy.patience, toy.batch_size) == (3, 4)
+
+
+def test_quick_speech_and_handwriting_use_quick_corpora_and_greff_does_not():
+    """experiment=quick on speech/handwriting: the quick-sized corpora and 30 trials per cell
+    (make reproduce's budget); experiment=greff keeps the full corpora and 200 trials; a
+    command-line task.size wins over the specialisation."""
+    from hydra import compose, initialize_config_dir
+
+    from odyssey.config import CONFIG_DIR
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        def spec(*overrides):
+            return SweepSpec.from_config(compose("config", overrides=list(overrides)))
+        quick = {t: spec(f"task={t}") for t in ("music", "speech", "handwriting")}
+        paper = {t: spec(f"task={t}", "experiment=greff") for t in ("speech", "handwriting")}
+        bigger = spec("task=speech", "task.size=small")
+    assert quick["music"].trials_per_variant == 60
+    for task in ("speech", "handwriting"):
+        assert quick[task].task_options["size"] == "quick"
+        assert quick[task].trials_per_variant == 30
+        assert paper[task].trials_per_variant == 200
+        assert (paper[task].train.max_epochs, paper[task].train.batch_size) == (150, 1)
+    assert paper["speech"].task_options["size"] == "small"
+    assert paper["handwriting"].task_options["size"] == "standard"
+    assert bigger.task_options["size"] == "small" and bigger.train.max_epochs == 5
 
 
 @pytest.mark.slow

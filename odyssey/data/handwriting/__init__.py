@@ -28,6 +28,14 @@ from .ink import InkLine, check_subsample, feature_names, line_features
 
 SPLITS = ("train", "valid", "test")
 SOURCES = ("hershey", "iamondb")
+# Hershey corpus sizes (the `size` option): writers per split and lines per writer.
+# hershey.writers.<split> and hershey.lines_per_writer override them key by key. A writer's
+# lines are seeded by (seed, split, index) alone, so a smaller size draws the first writers
+# (and the first lines of each) of a larger one.
+SIZES: dict[str, dict] = {
+    "standard": {"writers": {"train": 100, "valid": 25, "test": 25}, "lines_per_writer": 30},
+    "quick": {"writers": {"train": 20, "valid": 5, "test": 5}, "lines_per_writer": 10},
+}
 Corpus = dict[str, tuple[list[np.ndarray], list[np.ndarray], list[str]]]
 
 
@@ -50,7 +58,28 @@ def resolve(options: Mapping | DictConfig | None = None) -> DictConfig:
                          f"{', '.join(SOURCES)}")
     feature_names(cfg.feature)  # validates
     check_subsample(cfg.subsample)
+    _resolve_size(cfg)
     return cfg
+
+
+def _resolve_size(cfg: DictConfig) -> None:
+    """Fill hershey.writers and hershey.lines_per_writer left null from the `size` preset
+    (in place), so that the cache key holds the counts the corpus is built with."""
+    if cfg.size not in SIZES:
+        raise ValueError(f"handwriting: size={cfg.size!r}; expected one of "
+                         f"{', '.join(SIZES)} (the hershey source's writers and lines)")
+    preset, h = SIZES[cfg.size], cfg.hershey
+    for name in SPLITS:
+        if h.writers.get(name) is None:
+            h.writers[name] = preset["writers"][name]
+    if h.lines_per_writer is None:
+        h.lines_per_writer = preset["lines_per_writer"]
+    counts = {f"writers.{name}": h.writers[name] for name in SPLITS}
+    counts["lines_per_writer"] = h.lines_per_writer
+    for key, value in counts.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"handwriting: hershey.{key} must be a positive integer (or "
+                             f"null for size={cfg.size}'s), got {value!r}")
 
 
 def base_path() -> Path:
