@@ -137,8 +137,8 @@ def test_killed_worker_then_rerun_loses_nothing_and_ends_exact(tmp_path):
 
 def test_diverging_trials_are_recorded_failed_and_the_sweep_goes_on(tmp_path):
     # momentum 0 and a step that overflows float32: every trial diverges at once
-    cfg = toy_config(tmp_path, *SMALL, "search.params.learning_rate.low=1e37",
-                     "search.params.learning_rate.high=5e37",
+    cfg = toy_config(tmp_path, *SMALL, "search.params.learning_rate.low=1.5e38",
+                     "search.params.learning_rate.high=3e38",
                      "search.params.one_minus_momentum.low=1.0", "train.max_epochs=3")
     report = run_worker(SweepSpec.from_config(cfg))
     assert report.diverged == 4 and report.trials_run == 4
