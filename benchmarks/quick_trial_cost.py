@@ -53,10 +53,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine_load import load_average  # noqa: E402
+from odyssey.training.trainer import Hyperparameters, TrainSettings, train  # noqa: E402
 
 from odyssey.cells import canonical  # noqa: E402
 from odyssey.tasks import load_task  # noqa: E402
-from odyssey.training.trainer import Hyperparameters, TrainSettings, train  # noqa: E402
 
 PARTS = ("kernels", "batching", "loss", "evaluation")
 
