@@ -7,8 +7,8 @@ as a cluster deals them: a worker job cancelled mid-trial (scancel), a job stopp
 time limit, the node drained while jobs run then resumed. Each ends with exactly
 trials_per_variant finished trials per study once the same command has run again, the
 trials the fault cut are failed with their kind, and the exit status is the documented
-one (docs/sweeps.md "A killed worker": 0 complete, 1 unfinished with no worker left). Every wait has a
-timeout that names what it waited for.
+one (docs/sweeps.md "A killed worker": 0 complete, 1 unfinished with no worker left).
+Every wait has a timeout that names what it waited for.
 
 Run with `pytest -m slurm` (`make test-slurm`; CI runs it). The sweeps are tiny: the toy
 task, two cells, a few trials of a few epochs, trials made long with a sleep per batch.
