@@ -25,9 +25,7 @@ def test_a_store_error_while_finishing_fails_the_trial_with_its_kind(tmp_path, m
     """The store refuses the first COMPLETE with an error that is not an outage (a revoked
     privilege: resilient.py retries outages, not this): the worker stops with that error, and
     the trial it was finishing is closed as failed, kind "error", not left RUNNING with its
-    heartbeat stopped until another worker reaps it as stale."""The store refuses the first COMPLETE with an error that is not an outage (a revoked
-    privilege: resilient.py retries outages, not this): the worker stops with that error, and the trial it was finishing is closed as failed, kind "error", not left
-    RUNNING with its heartbeat stopped until another worker reaps it as stale."""
+    heartbeat stopped until another worker reaps it as stale."""
     tell = storage_class.set_trial_state_values
     refused = []
 
