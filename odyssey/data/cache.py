@@ -141,3 +141,14 @@ def build_lock(folder: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def stop_idle_processes(workers: int) -> None:
+    """Stop joblib's loky processes after a parallel corpus build.
+
+    Loky keeps its processes 300 s for reuse, and a process waits for its children when it
+    exits: a sweep worker that built its corpus would sit that long after its last trial.
+    """
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor(max_workers=workers).shutdown(wait=True)

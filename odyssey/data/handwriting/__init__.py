@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ...config import load_group_config
 from ...versions import package_versions
-from ..cache import build_lock, cached, datasets_dir, load_manifest_safe
+from ..cache import build_lock, cached, datasets_dir, load_manifest_safe, stop_idle_processes
 from .ink import InkLine, check_subsample, feature_names, line_features
 
 SPLITS = ("train", "valid", "test")
@@ -205,6 +205,8 @@ def build_hershey(cfg: DictConfig) -> tuple[dict[str, list[np.ndarray]], dict]:
                                   desc="handwriting: writers", unit="writer"):
         lines[job[1]] += wl
         writers[job[1]].append(writer)
+    if workers > 1:
+        stop_idle_processes(workers)
     arrays, manifest = _pack(lines, CHARSET, cfg.feature, int(cfg.subsample))
     manifest["writer_styles"] = writers
     manifest["versions"] = package_versions("Hershey-Fonts", "wordfreq", "numpy", python=False)

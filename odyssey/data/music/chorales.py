@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ...versions import package_versions
+from ..cache import stop_idle_processes
 from .rolls import ROLL_FORMAT, score_to_roll
 
 VOICES = ("soprano", "alto", "tenor", "bass")
@@ -88,6 +89,7 @@ def parse_corpus(names: list[str], workers: int = 2, log: Callable[[str], None] 
         jobs = Parallel(n_jobs=workers, return_as="generator", batch_size=2)(
             delayed(parse_chorale)(n) for n in names)
         results = list(tqdm(jobs, **bar))
+        stop_idle_processes(workers)
     else:
         results = [parse_chorale(n) for n in tqdm(names, **bar)]
     failed = [f"{r['name']} ({r['error']})" for r in results if "error" in r]
