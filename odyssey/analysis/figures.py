@@ -107,6 +107,47 @@ def _box_stats(values: np.ndarray, label: str, top: float = np.inf) -> dict:
             "mean": min(values.mean(), top), "fliers": []}
 
 
+def _verdict_boxes(ax, frame: pd.DataFrame, variants: list[str], verdicts: dict[str, str],
+                   metric: str, width: float = 0.5) -> bool:
+    """One box per variant of `metric` on `ax`, coloured and starred by its verdict against V.
+
+    Box 25-75 %, whiskers the full range, white dot the mean, line the median; the y range
+    comes from the bulk (`bulk_top`), values above it counted in a mark at the top edge.
+    Returns whether a variant without a verdict (not tested) was drawn.
+    """
+    limit = bulk_top(frame[metric].to_numpy(float))
+    stats, above = [], []
+    for v in variants:
+        values = frame.loc[frame["variant"] == v, metric].to_numpy(float)
+        stats.append(_box_stats(values, v, limit))
+        above.append(int((values > limit).sum()))
+    if not stats:
+        return False
+    pos = np.arange(len(variants))
+    boxes = ax.bxp(stats, positions=pos, widths=width, showmeans=True, patch_artist=True,
+                   meanprops={"marker": "o", "markerfacecolor": "white",
+                              "markeredgecolor": "black", "markersize": 5},
+                   medianprops={"color": "black", "linewidth": 1.5})
+    untested = False
+    for patch, v in zip(boxes["boxes"], variants, strict=True):
+        color = {WORSE: WORSE_COLOR, BETTER: BETTER_COLOR, SAME: PLAIN_COLOR,
+                 BASELINE: PLAIN_COLOR}.get(verdicts.get(v, ""), UNTESTED_COLOR)
+        untested |= color == UNTESTED_COLOR
+        patch.set_facecolor(colors.to_rgba(color, 0.55))
+        patch.set_edgecolor("black")
+    top = max(s["whishi"] for s in stats)
+    low = min(s["whislo"] for s in stats)
+    log = value_axis(ax, low, top, headroom=0.12)
+    for i, v in enumerate(variants):
+        if verdicts.get(v) in (WORSE, BETTER):
+            ax.text(i, shift(stats[i]["whishi"], 0.02, low, top, log), "*",
+                    ha="center", va="bottom", fontsize=14, fontweight="bold",
+                    color=WORSE_COLOR if verdicts[v] == WORSE else BETTER_COLOR)
+    for i, n in enumerate(above):
+        mark_off_scale(ax, i, n, shift(top, 0.12, low, top, log))
+    return untested
+
+
 def variant_boxes(data: dict[str, pd.DataFrame], tests: pd.DataFrame, task: str, *,
                   metric: str = "test_metric", metric_label: str = "test metric",
                   fraction: float = 0.1) -> Figure:
@@ -129,15 +170,8 @@ def variant_boxes(data: dict[str, pd.DataFrame], tests: pd.DataFrame, task: str,
         if not tests.empty:
             sel = tests[(tests["task"] == task) & (tests["subset"] == subset)]
             verdicts = dict(zip(sel["variant"], sel["verdict"], strict=True))
-        stats, params, above = [], [], []
-        limit = bulk_top(frame[metric].to_numpy(float))
-        for v in variants:
-            part = frame[frame["variant"] == v]
-            values = part[metric].to_numpy(float)
-            stats.append(_box_stats(values, v, limit))
-            above.append(int((values > limit).sum()))
-            params.append(part["parameter_count"].mean() if "parameter_count" in part
-                          else np.nan)
+        params = [frame.loc[frame["variant"] == v, "parameter_count"].mean()
+                  if "parameter_count" in frame else np.nan for v in variants]
         pos = np.arange(len(variants))
         twin = ax.twinx()
         if np.isfinite(params).any():
@@ -149,28 +183,7 @@ def variant_boxes(data: dict[str, pd.DataFrame], tests: pd.DataFrame, task: str,
             twin.set_yticks([])
         ax.set_zorder(twin.get_zorder() + 1)
         ax.patch.set_visible(False)
-        if stats:
-            boxes = ax.bxp(stats, positions=pos, widths=0.5, showmeans=True, patch_artist=True,
-                           meanprops={"marker": "o", "markerfacecolor": "white",
-                                      "markeredgecolor": "black", "markersize": 5},
-                           medianprops={"color": "black", "linewidth": 1.5})
-            for patch, v in zip(boxes["boxes"], variants, strict=True):
-                verdict = verdicts.get(v, "")
-                color = {WORSE: WORSE_COLOR, BETTER: BETTER_COLOR, SAME: PLAIN_COLOR,
-                         BASELINE: PLAIN_COLOR}.get(verdict, UNTESTED_COLOR)
-                untested_shown |= color == UNTESTED_COLOR
-                patch.set_facecolor(colors.to_rgba(color, 0.55))
-                patch.set_edgecolor("black")
-            top = max(s["whishi"] for s in stats)
-            low = min(s["whislo"] for s in stats)
-            log = value_axis(ax, low, top, headroom=0.12)
-            for i, v in enumerate(variants):
-                if verdicts.get(v) in (WORSE, BETTER):
-                    ax.text(i, shift(stats[i]["whishi"], 0.02, low, top, log), "*",
-                            ha="center", va="bottom", fontsize=14, fontweight="bold",
-                            color=WORSE_COLOR if verdicts[v] == WORSE else BETTER_COLOR)
-            for i, n in enumerate(above):
-                mark_off_scale(ax, i, n, shift(top, 0.12, low, top, log))
+        untested_shown |= _verdict_boxes(ax, frame, variants, verdicts, metric)
         ax.set_xticks(pos, variants)
         ax.set_ylabel(metric_label + (" (log scale)" if ax.get_yscale() == "log" else ""))
         title = SUBSET_TITLES[subset].format(pct=100 * fraction)
@@ -215,33 +228,9 @@ def paper_boxes(best: pd.DataFrame, tests: pd.DataFrame, tasks: Sequence[str], *
         variants = order_variants(frame["variant"])
         sel = tests[(tests["task"] == task) & (tests["subset"] == "best")]
         verdicts = dict(zip(sel["variant"], sel["verdict"], strict=True))
-        limit = bulk_top(frame[metric].to_numpy(float))
-        stats, above = [], []
-        for v in variants:
-            values = frame.loc[frame["variant"] == v, metric].to_numpy(float)
-            stats.append(_box_stats(values, v, limit))
-            above.append(int((values > limit).sum()))
+        _verdict_boxes(ax, frame, variants, verdicts, metric, width=0.55)
         pos = np.arange(len(variants))
-        boxes = ax.bxp(stats, positions=pos, widths=0.55, showmeans=True, patch_artist=True,
-                       meanprops={"marker": "o", "markerfacecolor": "white",
-                                  "markeredgecolor": "black", "markersize": 5},
-                       medianprops={"color": "black", "linewidth": 1.5})
-        for patch, v in zip(boxes["boxes"], variants, strict=True):
-            color = {WORSE: WORSE_COLOR, BETTER: BETTER_COLOR}.get(verdicts.get(v), PLAIN_COLOR)
-            if verdicts.get(v) not in (WORSE, BETTER, SAME, BASELINE):
-                color = UNTESTED_COLOR
-            patch.set_facecolor(colors.to_rgba(color, 0.55))
-            patch.set_edgecolor("black")
-        top = max(s["whishi"] for s in stats)
-        low = min(s["whislo"] for s in stats)
-        log = value_axis(ax, low, top, headroom=0.12)
-        for i, v in enumerate(variants):
-            if verdicts.get(v) in (WORSE, BETTER):
-                ax.text(i, shift(stats[i]["whishi"], 0.02, low, top, log), "*", ha="center",
-                        va="bottom", fontsize=14, fontweight="bold",
-                        color=WORSE_COLOR if verdicts[v] == WORSE else BETTER_COLOR)
-        for i, n in enumerate(above):
-            mark_off_scale(ax, i, n, shift(top, 0.12, low, top, log))
+        log = ax.get_yscale() == "log"
         ours = paper.get(task, {})
         ax.set_xticks(pos, [f"{v}\n{ours.get(v, '-')}" for v in variants], fontsize="x-small")
         ax.set_ylabel(labels.get(task, metric) + (" (log scale)" if log else ""))
