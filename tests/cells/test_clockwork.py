@@ -7,6 +7,7 @@ import torch
 
 from odyssey.cells import build_layer, check_cell, get_cell, parameter_count
 from odyssey.cells.clockwork import module_sizes, periods
+from tests.cells.padding import assert_padding_invariant
 
 
 def run_cw_equations(cell, x: np.ndarray) -> np.ndarray:
@@ -117,15 +118,7 @@ def test_outputs_do_not_depend_on_padding_or_batch(bidirectional):
     layer = build_layer("CW", 3, 4, bidirectional=bidirectional, init_std=0.5).double()
     lengths = [5, 2, 7]
     seqs = [torch.randn(n, 3, dtype=torch.float64) for n in lengths]
-    alone = [layer(s[:, None])[:, 0] for s in seqs]
-    for T, fill in ((7, 0.0), (10, 1e3), (9, float("nan"))):
-        x = torch.full((T, 3, 3), fill, dtype=torch.float64)
-        for b, s in enumerate(seqs):
-            x[: len(s), b] = s
-        y = layer(x, torch.tensor(lengths))
-        for b, s in enumerate(seqs):
-            assert torch.allclose(y[: len(s), b], alone[b], atol=1e-12, rtol=0), (T, fill)
-            assert torch.all(y[len(s):, b] == 0)
+    assert_padding_invariant(layer, seqs)
 
 
 def test_backward_direction_is_the_forward_loop_of_the_reversed_sequence():
