@@ -58,7 +58,7 @@ def agree_rates(pool: pd.DataFrame, n: int, draws: int, rng: np.random.Generator
     for _ in range(draws):
         sample = pd.concat([g.sample(n, random_state=int(rng.integers(1 << 31)))
                             for _, g in pool.groupby("variant")])
-        for name, finding in zip(FINDINGS, variant_findings(variant_tests(sample))):
+        for name, finding in zip(FINDINGS, variant_findings(variant_tests(sample)), strict=True):
             counts[name] += finding.verdict == "agrees"
     return {k: v / draws for k, v in counts.items()}
 
