@@ -3,8 +3,9 @@
 Each requirement is checked once per session. Outside CI a missing one skips the test, the
 reason naming what to install; in CI (`CI=true`) it fails the test: a CI run whose setup
 quietly failed must not be green with whole areas untested. Tests declare a requirement with
-`@pytest.mark.requires("name")` (tests/conftest.py checks it before the test) or, in a
-fixture, call `require("name")`. docs/testing.md lists them.
+`@pytest.mark.requires("name")` or, in a fixture, call `require("name")`. In CI any skip at
+all fails the run. The pytest hooks that do this are here, made active by tests/conftest.py.
+docs/testing.md lists the requirements.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +93,48 @@ def require(name: str) -> None:
     if in_ci():
         pytest.fail(f"CI=true and {message}", pytrace=False)
     pytest.skip(message)
+
+
+# -- pytest hooks (imported by tests/conftest.py) ----------------------------------------------
+_skipped: list[tuple[str, str]] = []  # (test id, reason) of every skip this session
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`@pytest.mark.requires("flite", ...)`: each named requirement met, else skip (fail in
+    CI)."""
+    for mark in item.iter_markers("requires"):
+        for name in mark.args:
+            require(name)
+
+
+def _reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # (file, line, "Skipped: why")
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _skipped.append((report.nodeid, _reason(report)))
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.skipped:  # a whole module skipped (pytest.importorskip at module level)
+        _skipped.append((report.nodeid, _reason(report)))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI a skipped test fails the run: a green CI run has run every selected test."""
+    if in_ci() and _skipped and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config
+                            ) -> None:
+    if in_ci() and _skipped:
+        terminalreporter.section("skipped in CI (each one fails the run)", red=True)
+        for nodeid, reason in _skipped:
+            terminalreporter.line(f"{nodeid}: {reason}")
+        terminalreporter.line(f"CI=true: {len(_skipped)} test(s) skipped; CI allows none "
+                              "(docs/testing.md)")
