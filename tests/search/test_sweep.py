@@ -91,10 +91,11 @@ def test_an_sqlite_store_with_heartbeats_works_the_same(tmp_path):
 
 @pytest.mark.slow
 def test_two_workers_give_exactly_n_per_variant(tmp_path):
-    overrides = [*SMALL, "variants=[V,NP,GRU]", "trials_per_variant=3"]
-    # trials that last (0.1 s per batch): on the fused kernels a toy trial takes a few ms,
-    # and one worker could finish all nine before the other has started
-    procs = [spawn(tmp_path, overrides, w, sleep=0.1) for w in (0, 1)]
+    # each worker's first trial waits for the other's (a file barrier, tests/toy.py): else
+    # one worker can finish all nine trials before the other has started
+    overrides = [*SMALL, "variants=[V,NP,GRU]", "trials_per_variant=3",
+                 f"task.barrier={tmp_path / 'barrier'}", "task.parties=2"]
+    procs = [spawn(tmp_path, overrides, w) for w in (0, 1)]
     for p in procs:
         p.join(timeout=300)
         assert p.exitcode == 0
