@@ -304,7 +304,7 @@ def test_quick_settings_are_specialised_by_task_and_overrides_win(tmp_path):
         tuned = train("task=handwriting", "train.patience=7")
         paper = train("task=handwriting", "experiment=greff")
         speech = train("task=speech")
-    assert (music.max_epochs, music.patience, music.batch_size) == (4, 3, 1)
+    assert (music.max_epochs, music.patience, music.batch_size) == (3, 3, 1)
     assert not music.scale_lr_with_batch and speech.scale_lr_with_batch and hand.scale_lr_with_batch
     assert (speech.max_epochs, speech.patience, speech.batch_size) == (5, 3, 16)
     assert (hand.max_epochs, hand.patience, hand.batch_size) == HAND_QUICK
@@ -328,7 +328,7 @@ def test_quick_speech_and_handwriting_use_quick_corpora_and_greff_does_not():
         quick = {t: spec(f"task={t}") for t in ("music", "speech", "handwriting")}
         paper = {t: spec(f"task={t}", "experiment=greff") for t in ("speech", "handwriting")}
         bigger = spec("task=speech", "task.size=small")
-    assert quick["music"].trials_per_variant == 60
+    assert quick["music"].trials_per_variant == 80
     for task in ("speech", "handwriting"):
         assert quick[task].task_options["size"] == "quick"
         assert quick[task].trials_per_variant == 30
