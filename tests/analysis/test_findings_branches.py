@@ -14,7 +14,7 @@ COLUMNS = ["task", "subset", "variant", "n", "mean", "median", "std", "min", "ma
            "mean_parameters", "test", "difference", "t", "p", "p_adjusted", "verdict"]
 
 
-def tests_table(cases: dict[tuple[str, str], tuple[str, float]]) -> pd.DataFrame:
+def make_tests_table(cases: dict[tuple[str, str], tuple[str, float]]) -> pd.DataFrame:
     """variant_tests' table with (task, variant) -> (verdict on the best subset, mean
     parameters); V, the baseline, has 400 parameters on every task. The "all" rows carry the
     same verdicts (they never decide)."""
@@ -41,7 +41,7 @@ def findings_by_variant(table: pd.DataFrame) -> dict[str, object]:
 
 
 def test_a_claim_that_holds_on_some_tasks_is_partly_and_on_none_disagrees():
-    table = tests_table({
+    table = make_tests_table({
         ("speech", "NFG"): (SAME, 300), ("music", "NFG"): (WORSE, 300),  # hurts on one
         ("speech", "NOAF"): (SAME, 400), ("music", "NOAF"): (BETTER, 400),  # hurts on none
         ("speech", "CIFG"): (SAME, 300), ("music", "CIFG"): (SAME, 300),  # neutral on both
@@ -61,7 +61,7 @@ def test_a_claim_that_holds_on_some_tasks_is_partly_and_on_none_disagrees():
 
 
 def test_fgr_must_add_parameters_and_never_be_significantly_better():
-    table = tests_table({
+    table = make_tests_table({
         ("speech", "FGR"): (SAME, 1300),        # more parameters, no gain: holds
         ("handwriting", "FGR"): (BETTER, 1300),  # more parameters and better: fails
         ("music", "FGR"): (WORSE, 390),          # not better, but fewer parameters: fails
@@ -71,11 +71,11 @@ def test_fgr_must_add_parameters_and_never_be_significantly_better():
     assert fgr.by_task == "agrees on speech; disagrees on handwriting and music"
     assert "speech — mean parameters 1,300 vs 400" in fgr.evidence
     assert "music — mean parameters 390 vs 400" in fgr.evidence
-    worse = findings_by_variant(tests_table({("music", "FGR"): (WORSE, 1300)}))["FGR"]
+    worse = findings_by_variant(make_tests_table({("music", "FGR"): (WORSE, 1300)}))["FGR"]
     assert worse.verdict == "agrees"  # significantly worse is still "no gain"
-    few = findings_by_variant(tests_table({("music", "FGR"): (TOO_FEW, 1300)}))["FGR"]
+    few = findings_by_variant(make_tests_table({("music", "FGR"): (TOO_FEW, 1300)}))["FGR"]
     assert few.verdict == "not testable"
-    absent = findings_by_variant(tests_table({("music", "NP"): (SAME, 380)}))["FGR"]
+    absent = findings_by_variant(make_tests_table({("music", "NP"): (SAME, 380)}))["FGR"]
     assert absent.verdict == "not testable" and absent.evidence == "no trials of FGR"
 
 

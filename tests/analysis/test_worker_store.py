@@ -8,6 +8,7 @@ import math
 import subprocess
 
 import numpy as np
+import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
@@ -86,7 +87,7 @@ def test_the_trial_table_holds_every_stored_trial_with_its_values(swept):
         assert a["extra_metrics"]  # each extra metric in its own column
         for key, value in a["extra_metrics"].items():
             assert getattr(row, f"extra_{key}") == value, key
-        assert row.fail_kind is None and row.epochs_run == 1
+        assert pd.isna(row.fail_kind) and row.epochs_run == 1
 
 
 def test_runs_curves_and_tests_read_the_same_trials(swept):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -118,26 +117,32 @@ def test_without_proc_the_pid_is_probed_by_signal_0(tmp_path, monkeypatch, sleep
                          300).state == "stale"
 
 
-PROBE = """
-import sys
-from pathlib import Path
-from odyssey.search import liveness
-liveness.PROC = Path(sys.argv[1])
-me = liveness.WorkerId.current()
-owner = liveness.WorkerId(me.host, None, int(sys.argv[2]), None)
-print(liveness.process_alive(owner, me))
-"""
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start a process as another user")
-def test_without_proc_another_users_process_is_alive(tmp_path, sleeper):
+def test_without_proc_another_users_process_is_alive(sleeper):
     """Signal 0 to another user's process is refused (EPERM): the process exists, so it is
-    alive. Run as user nobody probing this (root's) sleeper."""
-    out = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path / "no-proc"),
-                          str(sleeper.pid)], user=65534, group=65534, capture_output=True,
-                         text=True, timeout=120, cwd=Path(__file__).parents[2])
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "True"
+    alive. As root, a forked child turned user nobody probes this (root's) sleeper; as any
+    other user, this process probes pid 1 (init, root's)."""
+    target = owner_of(sleeper) if os.geteuid() == 0 else owner_of(1)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the probe: no /proc, and (as root) no longer root
+        try:
+            # an absent folder that user nobody may look for (tmp_path is root's alone)
+            liveness.PROC = Path(f"/no-proc-{os.getpid()}")
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            said = str(process_alive(replace(target, boot_id=None, start_ticks=None),
+                                     WorkerId.current()))
+        except BaseException as error:  # reported to the parent, which fails the test
+            said = repr(error)
+        finally:
+            os.write(write, said.encode())
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as answer:
+        said = answer.read()
+    os.waitpid(child, 0)
+    assert said == "True"
 
 
 def test_judge_running_verdicts_on_a_live_worker_elsewhere_unowned_and_silent(sleeper):
