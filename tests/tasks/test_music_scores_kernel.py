@@ -5,8 +5,6 @@ is installed (always under CI), and fails, never skips, when the kernels do not 
 from __future__ import annotations
 
 import math
-import os
-import shutil
 
 import numpy as np
 import pytest
@@ -16,9 +14,7 @@ from odyssey.cells import fast
 from odyssey.tasks.base import Batch
 from odyssey.tasks.music import task_from_rolls
 
-pytestmark = pytest.mark.skipif(
-    shutil.which(os.environ.get("CXX", "c++")) is None,
-    reason="no C++ compiler to build the kernels (Debian: apt-get install g++)")
+pytestmark = pytest.mark.requires("c++")
 
 
 def reference_scores(logits: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor
