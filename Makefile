@@ -28,7 +28,7 @@ EXTRAS     ?=
 
 help:
 	@echo "make setup      create $(VENV), install $(TORCH) then odyssey (TORCH=... to choose another build; EXTRAS=cluster for PostgreSQL/SLURM)"
-	@echo "make system-deps  Debian packages the speech corpus and tests need (flite, wamerican, postgresql, SLURM, MariaDB), as root"
+	@echo "make system-deps  Debian packages the kernels, speech corpus and tests need (g++, flite, wamerican, postgresql, chromium, SLURM, MariaDB), as root"
 	@echo "make test       run the default (fast) test suite, setting up first if needed"
 	@echo "make test-slow  run the slow end-to-end tests"
 	@echo "make test-slurm sweeps through real sbatch on a throwaway SLURM cluster (root)"
@@ -51,24 +51,44 @@ $(STAMP): pyproject.toml
 
 setup: system-deps $(STAMP)
 
+# g++ builds the fast kernels (odyssey/cells/csrc) on first use;
 # flite synthesises the speech task's embedded corpus from words in wamerican's list;
 # postgresql gives the tests a throwaway server (tests/search/pg.py; never the default cluster);
+# chromium loads a rendered notebook page headless (tests/cli/test_notebooks.py);
 # slurmctld, slurmd, slurm-client, slurmdbd and mariadb-server a throwaway SLURM cluster with
 # accounting (tests/search/slurm.py; never /etc/slurm nor the machine's own MariaDB).
-# Installed when missing and running as root with apt; otherwise a note says how.
+# The missing ones are installed when running as root with apt; otherwise a note says how,
+# and in CI (CI=true) that is an error: CI must not run with parts of the suite unable to run.
 # (Debian's packages start no service here: their daemons run only inside the tests.)
-APT_DEPS := flite wamerican postgresql slurmctld slurmd slurm-client slurmdbd mariadb-server
-SYSTEM_DEPS_OK := $(shell command -v flite >/dev/null 2>&1 && test -f /usr/share/dict/words && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && test -x /usr/sbin/slurmctld -a -x /usr/sbin/slurmd -a -x /usr/sbin/slurmdbd -a -x /usr/sbin/mariadbd && command -v sbatch >/dev/null 2>&1 && echo yes)
+APT_DEPS := g++ flite wamerican postgresql chromium slurmctld slurmd slurm-client slurmdbd \
+	mariadb-server
+# $(call probe,PACKAGE,COMMAND): PACKAGE when COMMAND (its check) fails
+probe = $(shell $(2) >/dev/null 2>&1 || echo $(1))
+SYSTEM_DEPS_MISSING := $(strip $(call probe,g++,command -v $${CXX:-c++}) \
+	$(call probe,flite,command -v flite) $(call probe,wamerican,test -f /usr/share/dict/words) \
+	$(call probe,postgresql,ls /usr/lib/postgresql/*/bin/initdb) \
+	$(call probe,chromium,command -v chromium) \
+	$(call probe,slurmctld,test -x /usr/sbin/slurmctld) \
+	$(call probe,slurmd,test -x /usr/sbin/slurmd) \
+	$(call probe,slurm-client,command -v sbatch) \
+	$(call probe,slurmdbd,test -x /usr/sbin/slurmdbd) \
+	$(call probe,mariadb-server,test -x /usr/sbin/mariadbd))
 system-deps:
-ifeq ($(SYSTEM_DEPS_OK),yes)
+ifeq ($(SYSTEM_DEPS_MISSING),)
 	@:
 else
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_DEPS); \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_DEPS_MISSING); \
 	else \
-		echo "note: the speech task's embedded corpus needs flite and wamerican, the" \
-		     "PostgreSQL tests postgresql, the SLURM tests (make test-slurm) slurmctld slurmd" \
-		     "slurm-client slurmdbd mariadb-server: sudo apt-get install $(APT_DEPS)"; \
+		echo "note: missing Debian packages $(SYSTEM_DEPS_MISSING) (g++ builds the fast" \
+		     "kernels, flite and wamerican the speech corpus, postgresql the store tests," \
+		     "chromium the notebook page test, the SLURM and MariaDB ones make test-slurm):" \
+		     "sudo apt-get install $(SYSTEM_DEPS_MISSING)"; \
+		case "$$(echo "$${CI:-}" | tr A-Z a-z)" in true|1|yes) \
+			echo "error: CI=true and the packages above are missing (not root, or no" \
+			     "apt-get): CI runs every test, so install them first" >&2; exit 1;; \
+		esac; \
 	fi
 endif
 

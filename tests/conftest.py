@@ -1,5 +1,8 @@
 """Shared test settings: deterministic, single-threaded torch for reproducible numbers; the
-cell and task registries and the loaded plugins restored after every test."""
+cell and task registries and the loaded plugins restored after every test; what a test
+`requires` checked before it runs; and, in CI, no skipped test (tests/requirements.py)."""
+
+from __future__ import annotations
 
 import pytest
 import torch
@@ -7,6 +10,15 @@ import torch
 from odyssey import plugins
 from odyssey.cells.registry import CELLS
 from odyssey.tasks import TASKS
+
+# pytest's hooks for `requires` and for the CI rule (no skips): defined with the requirements
+from tests.requirements import (  # noqa: F401
+    pytest_collectreport,
+    pytest_runtest_logreport,
+    pytest_runtest_setup,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+)
 
 
 @pytest.fixture(autouse=True)

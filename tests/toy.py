@@ -8,6 +8,10 @@ kernel loss, for packed training's C++ step, is music's too).
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -56,23 +60,42 @@ def _split(rng: np.random.Generator, n: int, inputs: int, keys: int, lengths: tu
 
 def load(n_train: int = 32, n_valid: int = 12, n_test: int = 12, inputs: int = 4,
          keys: int = 3, min_length: int = 5, max_length: int = 15, seed: int = 0,
-         sleep: float = 0.0) -> ToyTask:
-    """The toy task; `sleep` (seconds per training batch) makes trials last, for kill tests."""
+         sleep: float = 0.0, barrier: str | None = None, parties: int = 0) -> ToyTask:
+    """The toy task; `sleep` (seconds per training batch) makes trials last, for kill tests;
+    `barrier` (a folder) holds each process's first training batch until `parties` processes
+    have reached theirs, so that a test of several workers knows they all train at once."""
     rng = np.random.default_rng(seed)
     splits = {name: _split(rng, n, inputs, keys, (min_length, max_length))
               for name, n in (("train", n_train), ("valid", n_valid), ("test", n_test))}
     task = ToyTask(splits, output_size=keys, source="synthetic toy")
-    if sleep:
+    if sleep or barrier:
         original = task.loss_terms
+        met = []
 
         def slow_loss_terms(outputs: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
             if torch.is_grad_enabled():
-                import time
-                time.sleep(sleep)
+                if barrier and not met:  # once per process, even if the others never come
+                    met.append(True)
+                    meet(Path(barrier), parties)
+                if sleep:
+                    time.sleep(sleep)
             return original(outputs, batch)
 
         task.loss_terms = slow_loss_terms  # type: ignore[method-assign]
     return task
+
+
+def meet(folder: Path, parties: int, timeout: float = 300) -> None:
+    """A barrier between processes: leave this process's file in `folder`, then wait until
+    `parties` processes have left theirs (RuntimeError after `timeout` seconds)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / str(os.getpid())).touch()
+    deadline = time.monotonic() + timeout
+    while (arrived := len(list(folder.iterdir()))) < parties:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"barrier {folder}: {arrived} of {parties} processes arrived "
+                               f"within {timeout:.0f} s")
+        time.sleep(0.05)
 
 
 def register() -> None:

@@ -17,10 +17,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+# where the process table is read (Linux procfs); a module constant so that a test can
+# point it at an empty folder and drive the branch of a system without /proc (macOS)
+PROC = Path("/proc")
+
 
 def _boot_id() -> str | None:
     try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return (PROC / "sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return None
 
@@ -28,7 +32,7 @@ def _boot_id() -> str | None:
 def _start_ticks(pid: int) -> int | None:
     """Process start time in clock ticks since boot (Linux), None where unknown."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = (PROC / str(pid) / "stat").read_text()
     except OSError:
         return None
     return int(stat.rsplit(")", 1)[1].split()[19])
@@ -74,8 +78,8 @@ def process_alive(owner: WorkerId, me: WorkerId) -> bool:
         return False  # the machine rebooted since: the process cannot be alive
     if owner.pid == me.pid:
         return owner.start_ticks == me.start_ticks
-    stat = Path(f"/proc/{owner.pid}/stat")
-    if stat.parent.parent.exists() and Path("/proc/self/stat").exists():
+    stat = PROC / str(owner.pid) / "stat"
+    if (PROC / "self" / "stat").exists():
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:

@@ -115,8 +115,11 @@ def start_trial(spec: SweepSpec, study: optuna.Study, trial: optuna.Trial,
         # the learning curve in the store (optuna-dashboard, plot_intermediate_values); a
         # non-finite score (a diverging epoch) is left out: Optuna's plots cannot draw it
         if np.isfinite(entry["valid"]):
-            # past the retry bound training goes on: the curve is in its result (delivery.py)
-            with contextlib.suppress(StoreUnavailableError):
+            # past the retry bound training goes on: the curve is in its result (delivery.py);
+            # a trial another worker has failed as stale meanwhile trains on to its end, where
+            # its result is dropped as overtaken (finish_trial)
+            with contextlib.suppress(StoreUnavailableError,
+                                     optuna.exceptions.UpdateFinishedTrialError):
                 trial.report(float(entry["valid"]), int(entry["epoch"]))
         log.debug("%s trial %d epoch %d: train %.4f valid %.4f test %s", variant,
                   trial.number, entry["epoch"], entry["train_loss"], entry["valid"],

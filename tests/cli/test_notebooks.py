@@ -12,6 +12,7 @@ import pytest
 
 from odyssey.cli.notebooks import main, render
 from tests.analysis.conftest import make_sweep
+from tests.requirements import chromium
 
 IMG = re.compile(r'<img[^>]+src="data:image/png;base64,')
 
@@ -76,12 +77,10 @@ def test_every_notebook_renders_a_small_sweep_with_embedded_figures(tmp_path):
         assert "Traceback" not in page, name
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium (Debian: apt-get install chromium)")
+@pytest.mark.requires("chromium")
 def test_a_rendered_page_loads_in_a_headless_browser(tmp_path):
+    browser = chromium()
     results = tmp_path / "results"
     make_sweep(results, "nbsweep", variants=["V", "NFG"], n_trials=6)
     books = tmp_path / "books"
@@ -91,14 +90,14 @@ def test_a_rendered_page_loads_in_a_headless_browser(tmp_path):
     page = results / "nbsweep" / "notebooks" / "sweep.html"
     shot = tmp_path / "page.png"
     dom = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run",
          f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
          page.as_uri()], capture_output=True, text=True, timeout=120, check=True).stdout
     assert "Learning curves of the best trials per cell" in dom
     assert len(IMG.findall(dom)) == 2
     subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run",
          f"--user-data-dir={tmp_path / 'profile2'}", "--window-size=1200,2400",
          f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120, check=True)

@@ -323,25 +323,51 @@ def test_info_rebuilds_a_damaged_cache(tmp_path, datasets):
 
 
 def test_concurrent_loads_build_once(tmp_path, datasets, monkeypatch):
+    """Three loads at once build the corpus once. The first build goes on only once the
+    other two loads are seen waiting for the build lock (their flock would block), however
+    the threads are scheduled; without the lock they build too, and the first sees it."""
+    import fcntl
     import threading
-    import time
 
     path = write_pickle(tmp_path / "JSB_Chorales.pickle", SMALL)
     opts = music.MusicOptions.from_mapping({"source": "jsb_pickle", "path": str(path)})
-    builds = []
-    real = music._build_pickle
+    builds, blocked = [], []
+    changed = threading.Condition()
+    real_flock, real_build = fcntl.flock, music._build_pickle
 
-    def slow_build(o):
-        builds.append(1)
-        time.sleep(0.3)  # long enough for the other workers to arrive meanwhile
-        return real(o)
+    def flock(fd, operation):
+        if operation == fcntl.LOCK_EX:
+            try:
+                return real_flock(fd, operation | fcntl.LOCK_NB)
+            except BlockingIOError:  # held by another load: this one waits
+                with changed:
+                    blocked.append(1)
+                    changed.notify_all()
+        return real_flock(fd, operation)
 
-    monkeypatch.setattr(music, "_build_pickle", slow_build)
-    results = []
-    workers = [threading.Thread(target=lambda: results.append(music.load_corpus(opts)))
-               for _ in range(3)]
+    def build(o):
+        with changed:
+            builds.append(1)
+            changed.notify_all()
+            if len(builds) == 1:
+                assert changed.wait_for(lambda: len(blocked) == 2 or len(builds) > 1, 120), \
+                    "the other loads never reached the build lock"
+        return real_build(o)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    monkeypatch.setattr(music, "_build_pickle", build)
+    results, errors = [], []
+
+    def load():
+        try:
+            results.append(music.load_corpus(opts))
+        except Exception as e:  # reported below, from the test's thread
+            errors.append(e)
+
+    workers = [threading.Thread(target=load) for _ in range(3)]
     for w in workers:
         w.start()
     for w in workers:
         w.join()
+    assert not errors, errors
     assert len(builds) == 1 and len(results) == 3

@@ -12,7 +12,6 @@ from odyssey.cli.data import main as odyssey_data
 from odyssey.config import load_group_config
 from odyssey.data import features, flite, speech, timit
 from odyssey.data.phones import FLITE, FOLDED39, TIMIT61, fold39, fold_table
-from tests.flite import needs_flite
 
 RATE = 16000
 
@@ -298,7 +297,7 @@ TINY = ["source=flite", "utterances.train=6", "utterances.valid=3", "utterances.
         "workers=1"]
 
 
-@needs_flite
+@pytest.mark.requires("flite")
 def test_flite_corpus_builds_with_exact_labels(datasets, capsys):
     assert odyssey_data(["build", "speech", *TINY]) == 0
     manifest = json.loads(next((datasets / "speech").glob("flite-*.json")).read_text())

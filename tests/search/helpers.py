@@ -8,12 +8,15 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from optuna.storages import RDBStorage
+from sqlalchemy.orm import Session
 
 from odyssey.config import CONFIG_DIR
 from odyssey.search.spec import SweepSpec, load_sweep_plugins
@@ -28,6 +31,8 @@ n_test: 6
 max_length: 10
 seed: 0
 sleep: {sleep}
+barrier: null
+parties: 0
 """
 
 
@@ -86,3 +91,32 @@ def running_trials(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.
     """Trials that are running and have started training (their seed is recorded)."""
     return [t for t in trials
             if t.state == optuna.trial.TrialState.RUNNING and "seed" in t.user_attrs]
+
+
+# -- the store's clock, moved by the test ---------------------------------------------------------
+# Liveness is judged by ages (a trial's start, its last heartbeat) against a grace period. A test
+# that waits for an age to pass races the machine's load; these move the ages in the store itself
+# instead, so that each check is far on one side of the grace period or the other.
+
+def backdate(storage: RDBStorage, trial_ids: list[int], seconds: float) -> None:
+    """Move the start and the last heartbeat of the trials `seconds` into the past (an RDB
+    store, through Optuna's own table models)."""
+    from optuna.storages._rdb import models
+
+    shift = timedelta(seconds=seconds)
+    with Session(storage.engine) as session, session.begin():
+        for t in session.query(models.TrialModel).filter(
+                models.TrialModel.trial_id.in_(trial_ids)):
+            t.datetime_start -= shift
+        for beat in session.query(models.TrialHeartbeatModel).filter(
+                models.TrialHeartbeatModel.trial_id.in_(trial_ids)):
+            beat.heartbeat -= shift
+
+
+def last_heartbeat(storage: RDBStorage, trial_id: int) -> datetime | None:
+    """When the trial's last heartbeat reached the store (the store's clock); None if none."""
+    from optuna.storages._rdb import models
+
+    with Session(storage.engine) as session:
+        beat = models.TrialHeartbeatModel.where_trial_id(trial_id, session)
+        return None if beat is None else beat.heartbeat

@@ -23,7 +23,7 @@ from odyssey.store.storage import (
     unmask_url,
 )
 from odyssey.store.sweeps import storage_url
-from tests.search.helpers import toy_config
+from tests.search.helpers import backdate, toy_config
 from tests.search.pg import PASSWORD, open_and_create
 
 SMALL = ["search.params.hidden_size.low=4", "search.params.hidden_size.high=8"]
@@ -136,22 +136,28 @@ def test_four_workers_start_at_once_on_an_empty_postgresql_database(pg_server):
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed")
 def test_a_remote_worker_gone_silent_is_failed_stale_with_a_reason(pg_url, caplog):
-    storage = open_storage(pg_url, heartbeat_interval=1, grace_period=2)
+    """A remote worker's trial whose heartbeat went silent, and a trial that never recorded
+    its worker, both older than the grace period. Their ages are moved in the store
+    (helpers.backdate), not waited for: each check is seconds or an hour from the 60 s grace
+    period, whatever the machine's load."""
+    storage = open_storage(pg_url, heartbeat_interval=1, grace_period=60)
     study = optuna.create_study(storage=storage, study_name="s")
     me = WorkerId.current()
     remote = WorkerId("other-host", None, 4242, None, 1)
     silent, unowned = study.ask(), study.ask()
     with Heartbeat(storage, silent._trial_id):
         silent.set_user_attr("worker", remote.as_dict())  # then its machine dies
-    assert fail_stale_trials({"V": study}, me, grace_period=2) == 0  # not yet
-    time.sleep(3.5)
+    assert fail_stale_trials({"V": study}, me, grace_period=60) == 0  # not yet
+    backdate(storage, [silent._trial_id, unowned._trial_id], 3600)
     # the one that died before its first heartbeat too (no worker recorded)
-    assert fail_stale_trials({"V": study}, me, grace_period=2) == 2
+    assert fail_stale_trials({"V": study}, me, grace_period=60) == 2
     by_number = {t.number: t for t in study.get_trials()}
     for t in (silent, unowned):
         ft = by_number[t.number]
         assert ft.state == TrialState.FAIL and ft.user_attrs["fail_kind"] == "stale"
-    assert "other-host:4242" in by_number[silent.number].user_attrs["fail_reason"]
+    assert "other-host:4242 sent no heartbeat" in by_number[silent.number].user_attrs[
+        "fail_reason"]
+    assert "without recording a worker" in by_number[unowned.number].user_attrs["fail_reason"]
     assert "no heartbeat" in caplog.text
 
 

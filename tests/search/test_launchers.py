@@ -6,6 +6,7 @@ launchers; the exit status of a worker or multirun read from the store (app.verd
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -118,17 +119,40 @@ def test_a_journal_worker_facing_a_remote_running_trial_exits_3_saying_what_is_l
     assert status == EXIT_UNFINISHED and "remote-host (pid 4242)" in message
 
 
-def test_a_worker_waits_for_a_local_workers_last_trial_and_replaces_it_when_it_dies(tmp_path):
+def test_a_worker_waits_for_a_local_workers_last_trial_and_replaces_it_when_it_dies(tmp_path,
+                                                                                   caplog):
+    """The other worker (a live local process holding the only slot) dies only once this
+    worker has said it waits for it: the waiting is exercised whatever the machine's load."""
+    import threading
+
     cfg = toy_config(tmp_path, *SMALL, "variants=[V]", "trials_per_variant=1")
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(2)"])
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)  # lives until killed
+    waited = threading.Event()
+
+    class KillOnWait(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "every slot is taken; waiting for 1 trial(s)" in record.getMessage():
+                waited.set()
+                other.kill()
+                other.wait()
+
+    caplog.set_level(logging.INFO, logger="odyssey.sweep")
+    handler = KillOnWait()
+    logging.getLogger("odyssey.sweep").addHandler(handler)
+    fallback = threading.Timer(300, other.kill)  # a worker that never waits still ends
+    fallback.start()
     try:
         me = WorkerId.current()
         trial = _hold_slot(cfg, WorkerId(me.host, me.boot_id, other.pid,
                                          _start_ticks(other.pid), 1))
         report = run_worker(SweepSpec.from_config(cfg))
     finally:
+        logging.getLogger("odyssey.sweep").removeHandler(handler)
+        fallback.cancel()
         other.kill()
         other.wait()
+    assert waited.is_set(), "the worker never said it waits for the other worker's trial"
     assert report.stale_replaced == 1 and report.complete == 1 and not report.unfinished
     by_number = {t.number: t for t in studies(cfg)["V"].get_trials()}
     assert by_number[trial.number].user_attrs["fail_kind"] == "stale"
@@ -254,8 +278,8 @@ def test_make_run_sweeps_launcher_survives_a_worker_killed_mid_trial(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.requires("submitit")
 def test_submitit_local_survives_a_worker_killed_mid_trial(tmp_path):
-    pytest.importorskip("submitit")
     _kill_one_worker_mid_trial(tmp_path, _toy_args(tmp_path, "submitit_local", 2))
 
 
@@ -274,11 +298,11 @@ def test_local_workers_on_postgresql_survive_one_killed_mid_trial(tmp_path, pg_u
 
 
 @pytest.mark.slow
+@pytest.mark.requires("submitit")
 def test_a_timed_out_submitit_job_is_requeued_and_its_trial_replaced(tmp_path):
     """The SLURM preset's requeue path, on submitit's local executor: the job gets its
     timeout signal 30 s before its 1-minute limit, checkpoints, and is started again; the
     trial it was training is failed (interrupted) and replaced, and the sweep ends exact."""
-    pytest.importorskip("submitit")
     args = _toy_args(tmp_path, "submitit_local", 1, "hydra.launcher.timeout_min=1",
                      "variants=[V]", sleep=0.4)  # about 14 s per trial: outlasts 30 s
     r = subprocess.run([sys.executable, "-m", "tests.search.toy_app", *args], cwd=ROOT,

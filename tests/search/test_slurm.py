@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -118,13 +119,19 @@ def _assert_exact(url: str, n: int = 2) -> list[optuna.trial.FrozenTrial]:
     return failed
 
 
-def _training(url: str) -> list[optuna.trial.FrozenTrial]:
-    """Trials that have started training (seed recorded) and are running."""
+def _training(url: str, started_within: float | None = None) -> list[optuna.trial.FrozenTrial]:
+    """Trials that have started training (seed recorded) and are running; with
+    `started_within`, only those that started at most that many seconds ago."""
     try:
-        return [t for trials in _trials(url).values() for t in trials
-                if t.state == TrialState.RUNNING and "seed" in t.user_attrs]
+        trials = [t for trials in _trials(url).values() for t in trials
+                  if t.state == TrialState.RUNNING and "seed" in t.user_attrs]
     except Exception:  # no store or study yet
         return []
+    if started_within is not None:  # Optuna stamps datetime_start with the local clock
+        now = datetime.now()
+        trials = [t for t in trials
+                  if (now - t.datetime_start).total_seconds() <= started_within]
+    return trials
 
 
 def _slurm_job_of(pid: int) -> str:
@@ -176,11 +183,14 @@ def test_a_worker_cancelled_mid_trial(slurm, pg_url, tmp_path, workers):
     """scancel of a worker job while it trains: with another worker the multirun ends 0
     (that worker replaces the trial); with none left it ends 1 saying to run the same
     command again, which completes the sweep. Either way, exactly 3 trials per study."""
-    args = _args(tmp_path, workers, "trials_per_variant=3", sleep=0.3)
+    # ~7 s a trial (4 batches of 0.8 s per epoch, 2 epochs), and the victim taken within
+    # 1.5 s of its trial's start: SIGKILL comes KillWait (2 s) after the cancel, so the
+    # trial is still training then, however the checks and the signals are delayed
+    args = _args(tmp_path, workers, "trials_per_variant=3", sleep=0.8)
     run = Multirun(slurm, pg_url, args)
     try:
-        victim = wait_for(lambda: _training(pg_url), "a worker job to start training a trial",
-                          240, 0.3)[0]
+        victim = wait_for(lambda: _training(pg_url, started_within=1.5),
+                          "a worker job to start training a trial", 240, 0.2)[0]
         pid = victim.user_attrs["worker"]["pid"]
         job = _slurm_job_of(pid)
         slurm.run("scancel", job)

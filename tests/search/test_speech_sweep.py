@@ -14,7 +14,6 @@ from optuna.trial import TrialState
 
 from odyssey.store.storage import open_storage
 from odyssey.tasks import load_task
-from tests.flite import needs_flite
 
 SWEEP = str(Path(sys.executable).with_name("odyssey-sweep"))
 TINY = {"utterances": {"train": 30, "valid": 10, "test": 10},
@@ -22,7 +21,7 @@ TINY = {"utterances": {"train": 30, "valid": 10, "test": 10},
 
 
 @pytest.mark.slow
-@needs_flite
+@pytest.mark.requires("flite")
 def test_tiny_speech_sweep_beats_the_majority_class(tmp_path, monkeypatch):
     monkeypatch.setenv("ODYSSEY_DATASETS", str(tmp_path / "datasets"))
     task = load_task("speech", source="flite", seed=0, **TINY)  # builds the tiny corpus

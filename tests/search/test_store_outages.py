@@ -97,8 +97,12 @@ def _freeze(server: Server, seconds: float) -> None:
     try:
         time.sleep(seconds)
     finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
+        _thaw(pids)
+
+
+def _thaw(pids: list[int]) -> None:
+    for pid in pids:
+        os.kill(pid, signal.SIGCONT)
 
 
 def _down(server: Server, mode: str, seconds: float) -> None:
@@ -251,14 +255,18 @@ def test_a_worker_store_call_rides_out_a_terminated_backend_and_a_frozen_server(
     if fault == "terminate":
         _terminate(pg_server, pg_url.rsplit("/", 1)[1])
         trial.set_user_attr("after", 1)
-    else:
-        thaw = __import__("threading").Timer(0, _freeze, (pg_server, 8))
+    else:  # frozen before the call (not by a thread that may start late), thawed after 8 s
+        pids = pg_server.pids()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        thaw = __import__("threading").Timer(8, _thaw, (pids,))
         thaw.start()
-        time.sleep(0.5)
-        started = time.monotonic()
-        trial.set_user_attr("after", 1)  # blocks no longer than the server stays frozen
-        assert time.monotonic() - started < 30
-        thaw.join()
+        try:
+            started = time.monotonic()
+            trial.set_user_attr("after", 1)  # blocks no longer than the server stays frozen
+            assert time.monotonic() - started < 30
+        finally:
+            thaw.join()
     study.tell(trial, 1.0)
     assert study.trials[0].user_attrs["after"] == 1
     text = caplog.text

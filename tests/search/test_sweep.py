@@ -91,10 +91,11 @@ def test_an_sqlite_store_with_heartbeats_works_the_same(tmp_path):
 
 @pytest.mark.slow
 def test_two_workers_give_exactly_n_per_variant(tmp_path):
-    overrides = [*SMALL, "variants=[V,NP,GRU]", "trials_per_variant=3"]
-    # trials that last (0.1 s per batch): on the fused kernels a toy trial takes a few ms,
-    # and one worker could finish all nine before the other has started
-    procs = [spawn(tmp_path, overrides, w, sleep=0.1) for w in (0, 1)]
+    # each worker's first trial waits for the other's (a file barrier, tests/toy.py): else
+    # one worker can finish all nine trials before the other has started
+    overrides = [*SMALL, "variants=[V,NP,GRU]", "trials_per_variant=3",
+                 f"task.barrier={tmp_path / 'barrier'}", "task.parties=2"]
+    procs = [spawn(tmp_path, overrides, w) for w in (0, 1)]
     for p in procs:
         p.join(timeout=300)
         assert p.exitcode == 0
@@ -304,7 +305,7 @@ def test_quick_settings_are_specialised_by_task_and_overrides_win(tmp_path):
         tuned = train("task=handwriting", "train.patience=7")
         paper = train("task=handwriting", "experiment=greff")
         speech = train("task=speech")
-    assert (music.max_epochs, music.patience, music.batch_size) == (4, 3, 1)
+    assert (music.max_epochs, music.patience, music.batch_size) == (3, 3, 1)
     assert not music.scale_lr_with_batch and speech.scale_lr_with_batch and hand.scale_lr_with_batch
     assert (speech.max_epochs, speech.patience, speech.batch_size) == (5, 3, 16)
     assert (hand.max_epochs, hand.patience, hand.batch_size) == HAND_QUICK
@@ -328,7 +329,7 @@ def test_quick_speech_and_handwriting_use_quick_corpora_and_greff_does_not():
         quick = {t: spec(f"task={t}") for t in ("music", "speech", "handwriting")}
         paper = {t: spec(f"task={t}", "experiment=greff") for t in ("speech", "handwriting")}
         bigger = spec("task=speech", "task.size=small")
-    assert quick["music"].trials_per_variant == 60
+    assert quick["music"].trials_per_variant == 80
     for task in ("speech", "handwriting"):
         assert quick[task].task_options["size"] == "quick"
         assert quick[task].trials_per_variant == 30

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import time
-
 import optuna
 import pytest
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.trial import TrialState
 
-from odyssey.search.liveness import Heartbeat
+from odyssey.search.liveness import Heartbeat, WorkerId
 from odyssey.search.sampling import TrialSeededRandomSampler, distributions, make_sampler
+from odyssey.search.sweep import fail_stale_trials
 from odyssey.store.storage import StorageURLError, open_storage, resolve_url
+from tests.search.helpers import backdate, last_heartbeat
+from tests.search.slurm import wait_for
 
 GREFF = {"hidden_size": {"type": "int", "low": 20, "high": 200, "log": True},
          "learning_rate": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True},
@@ -83,14 +84,30 @@ def test_tpe_is_selectable():
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed")
-def test_heartbeats_let_optuna_fail_a_silent_trial(tmp_path):
-    storage = open_storage(f"sqlite:///{tmp_path}/h.db", heartbeat_interval=1, grace_period=1)
+def test_the_sweep_fails_a_trial_whose_heartbeat_went_silent_and_keeps_a_beating_one(tmp_path):
+    """Odyssey's fail_stale_trials (the sweep's) on an SQLite store with heartbeats, trials of
+    a worker on another machine (judged by heartbeat alone): the one whose last beat is older
+    than the grace period is failed stale, saying so; the one whose Heartbeat still beats runs
+    on. Ages are moved in the store (helpers.backdate), not waited for: every check is an
+    hour or a few seconds from the 60 s grace period, whatever the machine's load."""
+    storage = open_storage(f"sqlite:///{tmp_path}/h.db", heartbeat_interval=1, grace_period=60)
     study = optuna.create_study(storage=storage, study_name="h")
+    remote = WorkerId("other-host", None, 4242, None, 1)
     alive, silent = study.ask(), study.ask()
+    for t in (alive, silent):
+        t.set_user_attr("worker", remote.as_dict())
     with Heartbeat(storage, silent._trial_id):
-        pass  # one beat, then the "worker" vanishes
+        pass  # one beat, then its worker vanishes
     with Heartbeat(storage, alive._trial_id):
-        time.sleep(2.5)
-        optuna.storages.fail_stale_trials(study)
-        states = {t.number: t.state for t in study.get_trials()}
-    assert states == {alive.number: TrialState.RUNNING, silent.number: TrialState.FAIL}
+        assert fail_stale_trials({"V": study}, WorkerId.current()) == 0  # both beat just now
+        backdate(storage, [alive._trial_id, silent._trial_id], 3600)
+        aged = last_heartbeat(storage, alive._trial_id)
+        # the live trial's Heartbeat thread beats again (every second)
+        wait_for(lambda: last_heartbeat(storage, alive._trial_id) > aged,
+                 "the Heartbeat thread to beat again", 120)
+        assert fail_stale_trials({"V": study}, WorkerId.current()) == 1
+    by_number = {t.number: t for t in study.get_trials()}
+    assert by_number[alive.number].state == TrialState.RUNNING
+    failed = by_number[silent.number]
+    assert failed.state == TrialState.FAIL and failed.user_attrs["fail_kind"] == "stale"
+    assert "other-host:4242 sent no heartbeat" in failed.user_attrs["fail_reason"]

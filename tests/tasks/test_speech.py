@@ -13,7 +13,6 @@ from odyssey.data import timit
 from odyssey.data.phones import FOLDED39, TIMIT61, fold_table
 from odyssey.tasks import load_task
 from odyssey.tasks.speech import IGNORE, SpeechTask
-from tests.flite import needs_flite
 
 RATE = 16000
 
@@ -129,7 +128,7 @@ def test_unknown_option_is_named(tree):
 
 
 @pytest.mark.slow
-@needs_flite
+@pytest.mark.requires("flite")
 def test_training_beats_the_majority_class_on_the_flite_corpus():
     """A small bidirectional LSTM, a few epochs of Nesterov SGD, on 30 synthetic utterances."""
     task = load_task("speech", source="flite",

@@ -12,7 +12,6 @@ from odyssey.tasks import load_task
 from odyssey.tasks.base import Batch, SequenceSet
 from odyssey.tasks.words import WordsTask
 from odyssey.training import Hyperparameters, TrainSettings, train
-from tests.flite import needs_flite
 
 SMALL = {"vocabulary": ["yes", "no", "stop"], "speakers": {"train": 3, "valid": 1, "test": 1},
          "repeats": 1, "voices": ["kal", "slt"], "workers": 2}
@@ -89,7 +88,7 @@ def test_options_are_checked_and_the_plan_is_seeded():
 
 
 @pytest.mark.slow
-@needs_flite
+@pytest.mark.requires("flite")
 def test_built_from_flite_and_trained(tmp_path, monkeypatch):
     monkeypatch.setenv("ODYSSEY_DATASETS", str(tmp_path / "datasets"))
     task = load_task("words", **SMALL)

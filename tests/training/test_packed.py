@@ -4,6 +4,7 @@ pack gives exactly the result it gives alone."""
 from __future__ import annotations
 
 import copy
+import time
 
 import numpy as np
 import pytest
@@ -250,9 +251,54 @@ def test_fused_and_autograd_training_agree(toy):
         assert a.valid_metric == pytest.approx(b.valid_metric, rel=1e-4)
 
 
-def test_time_is_shared_among_the_trials_of_a_pack(toy):
-    results = _pack(toy, _jobs(["V", "NP", "CIFG"]), capacity=3)
+def test_the_trials_of_a_pack_are_charged_no_more_than_the_packs_measured_time(toy):
+    jobs = _jobs(["V", "NP", "CIFG"])
+    wall, cpu = time.perf_counter(), time.process_time()
+    results = _pack(toy, jobs, capacity=3)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert all(r.train_seconds > 0 and r.cpu_seconds > 0 for r in results.values())
+    assert sum(r.train_seconds for r in results.values()) <= wall
+    assert sum(r.cpu_seconds for r in results.values()) <= cpu
+
+
+def test_each_trial_is_charged_its_share_of_each_pack_step(toy, monkeypatch):
+    """On a clock the test controls: each fused pack step lasts 1 s (0.5 s of CPU), nothing
+    else takes time. Each trial is charged 1/k of every step it was in (k trials in that
+    step), and the charges add up to the pack's total: charging a trial the whole step fails."""
+    from odyssey.training import run, schedule
+
+    now = {"wall": 0.0, "cpu": 0.0}
+
+    class Clock:
+        def __enter__(self):
+            self.start = dict(now)
+            return self
+
+        def __exit__(self, *exc):
+            self.wall = now["wall"] - self.start["wall"]
+            self.cpu = now["cpu"] - self.start["cpu"]
+
+    steps = []  # the trials (tags) in each fused step
+    real_step = schedule._fused_step
+
+    def fused_step(fused_pack, step):
+        steps.append([r.job.tag for r, _ in step])
+        now["wall"] += 1.0
+        now["cpu"] += 0.5
+        return real_step(fused_pack, step)
+
+    monkeypatch.setattr(run, "Clock", Clock)
+    monkeypatch.setattr(schedule, "Clock", Clock)
+    monkeypatch.setattr(schedule, "_fused_step", fused_step)
+    jobs = _jobs(["V", "NP", "CIFG"])
+    results = _pack(toy, jobs, capacity=2)  # two trials, then the third alone
+    assert {len(s) for s in steps} == {1, 2}
+    for job in jobs:
+        share = sum(1 / len(s) for s in steps if job.tag in s)
+        assert results[job.tag].train_seconds == pytest.approx(share), job.tag
+        assert results[job.tag].cpu_seconds == pytest.approx(share / 2), job.tag
+    assert sum(r.train_seconds for r in results.values()) == pytest.approx(now["wall"])
+    assert sum(r.cpu_seconds for r in results.values()) == pytest.approx(now["cpu"])
 
 
 def test_the_test_split_is_scored_only_at_validation_gains(toy):
