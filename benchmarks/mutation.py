@@ -61,52 +61,45 @@ SCOPES = {
     "analysis": Scope(
         ("odyssey/analysis/findings.py", "odyssey/analysis/stats.py"),
         ("tests/analysis/test_stats.py", "tests/analysis/test_findings.py",
-         "tests/analysis/test_report.py", "tests/analysis/test_findings_branches.py",
-         "tests/analysis/test_stats_mutants.py", "tests/analysis/test_findings_mutants.py")),
+         "tests/analysis/test_report.py", "tests/analysis/test_findings_branches.py")),
     "search.progress": Scope(
         ("odyssey/search/progress.py",),
         (SWEEP + "test_one_worker_fills_every_study_and_records_the_contract",
-         SWEEP + "test_diverging_trials_are_recorded_failed_and_the_sweep_goes_on",
-         "tests/search/test_progress_mutants.py")),
+         SWEEP + "test_diverging_trials_are_recorded_failed_and_the_sweep_goes_on")),
     "search.sampling": Scope(
         ("odyssey/search/sampling.py",),
         ("tests/store/test_storage.py",
          "tests/test_networks.py::test_search_space_takes_layers_and_a_budget_instead_of_the"
          "_hidden_size",
          SWEEP + "test_bad_values_stop_before_any_training",
-         "tests/search/test_plugins.py::test_dropout_ranges_are_checked",
-         "tests/search/test_sampling_mutants.py")),
+         "tests/search/test_plugins.py::test_dropout_ranges_are_checked")),
     "search.liveness": Scope(
         ("odyssey/search/liveness.py", "odyssey/search/running.py"),
         ("tests/store/test_storage.py",
          SWEEP + "test_a_dead_workers_running_trial_is_replaced",
          SWEEP + "test_a_running_trial_of_a_live_worker_is_left_alone",
-         "tests/search/test_liveness_branches.py", "tests/search/test_liveness_mutants.py",
-         "tests/search/test_running_mutants.py")),
+         "tests/search/test_liveness_branches.py")),
     "search.delivery": Scope(
         ("odyssey/search/delivery.py", "odyssey/search/resilient.py"),
-        ("tests/search/test_resilient.py", "tests/search/test_delivery_mutants.py",
-         "tests/search/test_resilient_mutants.py")),
+        ("tests/search/test_resilient.py")),
     "search.trial": Scope(
         ("odyssey/search/trial.py",),
-        ("tests/search/test_trial.py", "tests/search/test_trial_mutants.py")),
+        ("tests/search/test_trial.py")),
     "search.plan": Scope(
         ("odyssey/search/plan.py",),
-        ("tests/search/test_plan.py", "tests/search/test_plan_mutants.py")),
+        ("tests/search/test_plan.py")),
     "search.spec": Scope(
         ("odyssey/search/spec.py",),
         (SWEEP + "test_bad_values_stop_before_any_training", "tests/search/test_plugins.py",
          "tests/search/test_packed_sweep.py::test_parallel_trials_must_be_a_positive_integer",
          "tests/search/test_resilient.py::test_the_retry_bound_and_the_timeout_are_checked"
-         "_settings", "tests/search/test_spec_mutants.py")),
+         "_settings")),
     "search.sweep": Scope(
         ("odyssey/search/sweep.py",),
-        ("tests/search/test_sweep.py", "tests/search/test_sweep_branches.py",
-         "tests/search/test_sweep_mutants.py")),
+        ("tests/search/test_sweep.py", "tests/search/test_sweep_branches.py")),
     "search.app": Scope(
         ("odyssey/search/app.py",),
-        ("tests/search/test_cli.py", "tests/search/test_launchers.py",
-         "tests/search/test_app_mutants.py")),
+        ("tests/search/test_cli.py", "tests/search/test_launchers.py")),
 }
 
 # mutmut's words for the results, as `mutmut results --all true` prints them
