@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from odyssey.analysis import DEFAULT_SPACE, Skipped, fanova, hyperparameter_findings
-from odyssey.analysis.findings import fmt_count, fmt_p
+from odyssey.analysis.findings import fmt, fmt_count, fmt_p
 from odyssey.analysis.stats import SAME, TOO_FEW, WORSE
 from tests.analysis.test_findings_branches import findings_by_variant, make_tests_table
 
@@ -96,5 +96,7 @@ def test_a_missing_baseline_is_named_and_fgr_with_equal_parameters_adds_none():
 
 def test_counts_and_p_values_for_prose():
     assert [fmt_count(x) for x in (None, float("nan"), 1234.4)] == ["n/a", "n/a", "1,234"]
+    assert [fmt(x) for x in (None, float("nan"), 1.234567)] == ["n/a", "n/a", "1.235"]
+    assert fmt(1.234567, 3) == "1.23"
     assert [fmt_p(p) for p in (None, float("inf"), 0.0123, 1e-4, 3e-5)] == [
         "n/a", "n/a", "0.012", "0.0001", "3.0e-05"]

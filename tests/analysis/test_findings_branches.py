@@ -123,3 +123,75 @@ def test_interact_little_is_not_testable_with_one_hyperparameter():
                        pair_per_tree=np.zeros((4, 0)), pairs=[], n_samples=100, trees=[])
     f = interact_little({"music": one})
     assert f.verdict == "not testable" and "fewer than two hyperparameters" in f.evidence
+
+
+def finding(results: dict[str, FanovaResult], starts: str, **thresholds):
+    (found,) = [f for f in hyperparameter_findings(results, **thresholds)
+                if f.claim.startswith(starts)]
+    return found
+
+
+def per_tree(columns: list[list[float]]) -> FanovaResult:
+    """A fANOVA whose trees give these main-effect fractions (one list per hyperparameter:
+    learning_rate, hidden_size, one_minus_momentum), no interactions."""
+    main = np.array(columns, dtype=float).T
+    return FanovaResult(space=SPACE, main_per_tree=main,
+                        pair_per_tree=np.zeros((len(main), 3)), pairs=PAIRS, n_samples=100,
+                        trees=[])
+
+
+def test_hidden_size_second_is_judged_tree_by_tree_against_its_strongest_rival():
+    second = "Hidden size is the second most important"
+    lr = [0.6, 0.6, 0.6, 0.6]
+    behind = finding({"music": per_tree([lr, [0.1] * 4, [0.3] * 4])}, second)
+    assert behind.verdict == "disagrees"  # momentum beats hidden size on every tree
+    assert behind.evidence == "music — second: one_minus_momentum 30.0 % (hidden_size 10.0 %)"
+    ahead = finding({"music": per_tree([lr, [0.3, 0.3, 0.3, 0.4], [0.1, 0.1, 0.1, 0.35]])},
+                    second)
+    assert ahead.verdict == "agrees"  # ahead on each tree (by 0.2, 0.2, 0.2, 0.05)
+    assert ahead.evidence == "music — second: hidden_size 32.5 % (hidden_size 32.5 %)"
+    tie = finding({"music": per_tree([lr, [0.3, 0.1, 0.3, 0.1], [0.1, 0.3, 0.1, 0.3]])},
+                  second)
+    assert tie.verdict == "inconclusive"
+    assert tie.evidence.endswith(": a tie within the spread across trees")
+    two = FanovaResult(space=(SPACE[0], SPACE[2]), main_per_tree=np.tile([0.6, 0.1], (4, 1)),
+                       pair_per_tree=np.zeros((4, 1)), pairs=[(0, 1)], n_samples=100,
+                       trees=[])
+    unsearched = finding({"music": two}, second)
+    assert unsearched.verdict == "not testable"
+    assert unsearched.evidence == ("music — hidden_size not searched, or fewer than two "
+                                   "hyperparameters")
+
+
+def test_learning_rate_first_prints_every_main_effect_with_its_spread():
+    first = finding({"music": per_tree([[0.5, 0.7, 0.5, 0.7], [0.2] * 4, [0.1] * 4])},
+                    "Learning rate is the most important")
+    assert first.verdict == "agrees"
+    assert first.evidence == ("music — main effects: learning_rate 60.0 ± 10.0 %, "
+                              "hidden_size 20.0 ± 0.0 %, one_minus_momentum 10.0 ± 0.0 %")
+    tie = finding({"music": per_tree([[0.5, 0.1, 0.5, 0.1], [0.1, 0.5, 0.1, 0.5], [0.1] * 4])},
+                  "Learning rate is the most important")
+    assert tie.verdict == "inconclusive"
+    assert tie.evidence.endswith(": a tie within the spread across trees")
+
+
+def test_momentum_matters_little_below_five_percent_by_default():
+    lr, hidden = [0.6] * 4, [0.2] * 4
+    big = finding({"music": per_tree([lr, hidden, [0.3] * 4])}, "Momentum matters little")
+    assert big.verdict == "disagrees"
+    assert big.evidence == "music — momentum main effect 30.0 % ± 0.0 %"
+    assert finding({"music": per_tree([lr, hidden, [0.04] * 4])},
+                   "Momentum matters little").verdict == "agrees"
+    assert finding({"music": per_tree([lr, hidden, [0.3] * 4])}, "Momentum matters little",
+                   little=0.35).verdict == "agrees"
+
+
+def test_each_task_is_one_line_of_evidence_and_no_task_says_so():
+    lr, hidden = [0.6] * 4, [0.2] * 4
+    two = finding({"speech": per_tree([lr, hidden, [0.3] * 4]),
+                   "music": per_tree([lr, hidden, [0.01] * 4])}, "Momentum matters little")
+    assert two.evidence == ("speech — momentum main effect 30.0 % ± 0.0 %<br>"
+                            "music — momentum main effect 1.0 % ± 0.0 %")
+    assert two.verdict == "partly"
+    assert all(f.verdict == "not testable" and f.evidence == "no task with trials"
+               for f in hyperparameter_findings({}))
