@@ -114,3 +114,78 @@ def test_other_cells_do_not_enlarge_the_paper_variants_family():
     assert mixed.loc[("best", "NFG"), "p_adjusted"] == alone.loc[("best", "NFG"), "p_adjusted"]
     p = mixed.loc[("best", "RNN"), "p"]
     assert mixed.loc[("best", "RNN"), "p_adjusted"] == pytest.approx(min(1.0, 4 * p))
+
+
+def test_every_column_of_the_table_against_numpy_and_scipy():
+    """Each row's statistics recomputed independently: counts, mean, median, sample std,
+    min, max, parameters, the test's statistic and two-sided p-value, Bonferroni over the
+    tested paper variants of each (task, subset), the verdict; tasks in sorted order."""
+    rng = np.random.default_rng(3)
+    frames = []
+    for task, shift in (("speech", 0.0), ("music", 0.5)):
+        groups = {"V": rng.normal(1.0, 0.1, 20), "NP": rng.normal(1.0 + shift, 0.1, 20),
+                  "NFG": rng.normal(1.3, 0.1, 20), "CIFG": rng.normal(1.0, 0.1, 1)}
+        frames.append(_frame(groups, task=task))
+    frame = pd.concat(frames, ignore_index=True)
+    frame["parameter_count"] = frame["variant"].map({"V": 400, "NP": 380, "NFG": 300,
+                                                     "CIFG": 330})
+    table = variant_tests(frame, fraction=0.5)
+    assert list(table.columns) == ["task", "subset", "variant", "n", "mean", "median", "std",
+                                   "min", "max", "mean_parameters", "test", "difference", "t",
+                                   "p", "p_adjusted", "verdict"]
+    assert list(dict.fromkeys(table["task"])) == ["music", "speech"]  # sorted within a subset
+    for (task, subset), rows in table.groupby(["task", "subset"]):
+        data = frame[frame["task"] == task]
+        if subset == "best":
+            data = best_fraction(data, 0.5, "valid_metric")
+        values = {v: g["test_metric"].to_numpy() for v, g in data.groupby("variant")}
+        tested = 0
+        for row in rows.itertuples():
+            x, base = values[row.variant], values["V"]
+            assert row.n == x.size and row.mean == pytest.approx(x.mean())
+            assert row.median == pytest.approx(np.median(x))
+            assert row.min == x.min() and row.max == x.max()
+            assert (np.isnan(row.std) if x.size == 1 else row.std == pytest.approx(x.std(ddof=1)))
+            assert row.mean_parameters == {"V": 400, "NP": 380, "NFG": 300,
+                                           "CIFG": 330}[row.variant]
+            assert row.test == ("welch" if subset == "best" else "mann-whitney")
+            if row.variant == "V":
+                assert row.verdict == BASELINE and np.isnan(row.p)
+                continue
+            if x.size < 2:
+                assert row.verdict == TOO_FEW and np.isnan(row.p) and np.isnan(row.t)
+                continue
+            tested += 1
+            if subset == "best":
+                ref = stats.ttest_ind(x, base, equal_var=False)
+                assert row.difference == pytest.approx(x.mean() - base.mean())
+            else:
+                ref = stats.mannwhitneyu(x, base, alternative="two-sided")
+                assert row.difference == pytest.approx(np.median(x) - np.median(base))
+            assert (row.t, row.p) == (pytest.approx(ref.statistic), pytest.approx(ref.pvalue))
+        assert tested == 2  # NP and NFG: CIFG's single trial is too few
+        for row in rows[rows["variant"].isin(["NP", "NFG"])].itertuples():
+            assert row.p_adjusted == pytest.approx(min(1.0, 2 * row.p))
+            expected = SAME if row.p_adjusted >= 0.05 else (WORSE if row.difference > 0
+                                                             else BETTER)
+            assert row.verdict == expected
+    verdicts = table.set_index(["task", "subset", "variant"])["verdict"]
+    assert verdicts[("music", "best", "NP")] == WORSE and verdicts[("speech", "best", "NP")] == SAME
+    assert verdicts[("music", "all", "NFG")] == WORSE
+
+
+def test_two_trials_are_enough_to_test_and_one_p_value_is_left_as_it_is():
+    table = variant_tests(_frame({"V": np.array([1.0, 1.1]), "NP": np.array([2.0, 2.2])}),
+                          fraction=1.0)
+    row = table[(table["subset"] == "best") & (table["variant"] == "NP")].iloc[0]
+    assert row["verdict"] != TOO_FEW and row["p_adjusted"] == pytest.approx(row["p"])
+    np.testing.assert_allclose(correct(np.array([0.02])), [0.02])
+    np.testing.assert_allclose(correct([0.01, 0.04]), [0.02, 0.08])  # a list, Bonferroni
+    with pytest.raises(ValueError, match="unknown correction 'sidak'; expected one of holm, "
+                                         "bonferroni"):
+        correct([0.1], "sidak")
+    with pytest.raises(ValueError, match="unknown correction 'sidak'; expected one of holm, "
+                                         "bonferroni"):
+        variant_tests(_frame({"V": np.ones(3)}), correction="sidak")
+    with pytest.raises(ValueError, match="Welch's test needs min_trials >= 2, got 1"):
+        variant_tests(_frame({"V": np.ones(3)}), min_trials=1)
