@@ -22,7 +22,9 @@ Why a copy per scope: mutmut reads one [tool.mutmut] table from the pyproject.to
 folder it runs in and keeps its results beside it, so each scope runs in its own copy of
 the working tree, .mutation/<scope>/ (git-ignored), with that table written for the scope.
 A second run of a scope reuses the results of functions that did not change (mutmut's
-cache); --fresh starts it over. docs/testing.md "Mutation testing" says how to read it.
+cache), so new tests do not change a survivor's verdict: --retest-survivors tests the
+survivors again against the tests as they are now; --fresh starts the scope over.
+docs/testing.md "Mutation testing" says how to read it.
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ class Scope:
 
     mutate: tuple[str, ...]
     tests: tuple[str, ...]
+    # seconds a test may take (pytest-timeout) before it counts as failed: mutmut's own limit
+    # is on CPU time, so a mutant that makes a worker wait forever for a "live" trial sleeps
+    # until the suite's 900 s timeout; the search scopes' tests take seconds each
+    test_timeout: int | None = None
 
 
 # cheapest first: pure functions with fast tests, then the search modules by the cost of
@@ -65,41 +71,42 @@ SCOPES = {
     "search.progress": Scope(
         ("odyssey/search/progress.py",),
         (SWEEP + "test_one_worker_fills_every_study_and_records_the_contract",
-         SWEEP + "test_diverging_trials_are_recorded_failed_and_the_sweep_goes_on")),
+         SWEEP + "test_diverging_trials_are_recorded_failed_and_the_sweep_goes_on"),
+        test_timeout=120),
     "search.sampling": Scope(
         ("odyssey/search/sampling.py",),
         ("tests/store/test_storage.py",
          "tests/test_networks.py::test_search_space_takes_layers_and_a_budget_instead_of_the"
          "_hidden_size",
          SWEEP + "test_bad_values_stop_before_any_training",
-         "tests/search/test_plugins.py::test_dropout_ranges_are_checked")),
+         "tests/search/test_plugins.py::test_dropout_ranges_are_checked"), test_timeout=120),
     "search.liveness": Scope(
         ("odyssey/search/liveness.py", "odyssey/search/running.py"),
         ("tests/store/test_storage.py",
          SWEEP + "test_a_dead_workers_running_trial_is_replaced",
          SWEEP + "test_a_running_trial_of_a_live_worker_is_left_alone",
-         "tests/search/test_liveness_branches.py")),
+         "tests/search/test_liveness_branches.py"), test_timeout=120),
     "search.delivery": Scope(
         ("odyssey/search/delivery.py", "odyssey/search/resilient.py"),
-        ("tests/search/test_resilient.py")),
+        ("tests/search/test_resilient.py"), test_timeout=120),
     "search.trial": Scope(
         ("odyssey/search/trial.py",),
-        ("tests/search/test_trial.py")),
+        ("tests/search/test_trial.py"), test_timeout=120),
     "search.plan": Scope(
         ("odyssey/search/plan.py",),
-        ("tests/search/test_plan.py")),
+        ("tests/search/test_plan.py"), test_timeout=120),
     "search.spec": Scope(
         ("odyssey/search/spec.py",),
         (SWEEP + "test_bad_values_stop_before_any_training", "tests/search/test_plugins.py",
          "tests/search/test_packed_sweep.py::test_parallel_trials_must_be_a_positive_integer",
          "tests/search/test_resilient.py::test_the_retry_bound_and_the_timeout_are_checked"
-         "_settings")),
+         "_settings"), test_timeout=120),
     "search.sweep": Scope(
         ("odyssey/search/sweep.py",),
-        ("tests/search/test_sweep.py", "tests/search/test_sweep_branches.py")),
+        ("tests/search/test_sweep.py", "tests/search/test_sweep_branches.py"), test_timeout=120),
     "search.app": Scope(
         ("odyssey/search/app.py",),
-        ("tests/search/test_cli.py", "tests/search/test_launchers.py")),
+        ("tests/search/test_cli.py", "tests/search/test_launchers.py"), test_timeout=120),
 }
 
 # mutmut's words for the results, as `mutmut results --all true` prints them
@@ -125,6 +132,8 @@ def mutmut_table(scope: Scope) -> str:
         f"only_mutate = {array(scope.mutate)}",
         f"also_copy = {array(tops)}",
         f"pytest_add_cli_args_test_selection = {array(tests)}",
+        *([f'pytest_add_cli_args = ["--timeout={scope.test_timeout}"]']
+          if scope.test_timeout else []),
         # a mutant that makes a test loop is stopped at 15x the test's clean time (the default)
         "timeout_multiplier = 15.0",
         # the scratch copy is not a git work tree
@@ -220,6 +229,9 @@ def main() -> None:
                         help="mutants tested at once (default 2)")
     parser.add_argument("--fresh", action="store_true",
                         help="forget earlier results of these scopes and test every mutant")
+    parser.add_argument("--retest-survivors", action="store_true",
+                        help="test only the earlier survivors again, against the tests as they "
+                             "are now (after writing tests that should kill them)")
     parser.add_argument("--survivors", action="store_true",
                         help="print each surviving mutant's diff (mutmut show)")
     parser.add_argument("--list", action="store_true", help="list the scopes and exit")
@@ -246,7 +258,14 @@ def main() -> None:
         started = time.perf_counter()
         log = work / "mutmut.log"
         print(f"== {name}: mutating {', '.join(scope.mutate)} (log: {log})", flush=True)
-        mutmut(work, "run", "--max-children", str(args.max_children), log=log)
+        if args.retest_survivors:  # mutmut's cache keeps a verdict until the code changes
+            survivors = sorted(m for m, st in results(work).items() if st == "survived")
+            print(f"   testing the {len(survivors)} survivors again", flush=True)
+            if survivors:
+                mutmut(work, "run", "--max-children", str(args.max_children), *survivors,
+                       log=log)
+        else:
+            mutmut(work, "run", "--max-children", str(args.max_children), log=log)
         statuses = results(work)
         table = summarise(statuses)
         print(format_table(table))
