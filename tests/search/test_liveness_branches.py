@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -115,6 +117,7 @@ def test_without_proc_the_pid_is_probed_by_signal_0(tmp_path, monkeypatch, sleep
     assert not process_alive(replace(gone_before, boot_id=None), me)
     assert judge_running(replace(gone_before, boot_id=None).as_dict(), 5.0, False, me,
                          300).state == "stale"
+    assert sleeper.poll() is None  # probed with signal 0: the process was not signalled
 
 
 def test_without_proc_another_users_process_is_alive(sleeper):
@@ -122,6 +125,7 @@ def test_without_proc_another_users_process_is_alive(sleeper):
     alive. As root, a forked child turned user nobody probes this (root's) sleeper; as any
     other user, this process probes pid 1 (init, root's)."""
     target = owner_of(sleeper) if os.geteuid() == 0 else owner_of(1)
+    assert process_alive(target, WorkerId.current())  # with /proc, in this process
     read, write = os.pipe()
     child = os.fork()
     if child == 0:  # the probe: no /proc, and (as root) no longer root
@@ -161,3 +165,63 @@ def test_judge_running_verdicts_on_a_live_worker_elsewhere_unowned_and_silent(sl
     # a remote worker is never judged by a local pid, even a dead one
     gone = {**remote, "pid": 2 ** 22 + 1, "start_ticks": 1}
     assert judge_running(gone, 10.0, False, me, 300).state == "elsewhere"
+
+
+def test_same_process_needs_host_pid_and_start_time_to_match():
+    me = WorkerId.current()
+    assert me.same_process(replace(me)) and not me.same_process(None)
+    for change in ({"pid": me.pid + 1}, {"start_ticks": (me.start_ticks or 0) + 1},
+                   {"host": me.host + "-elsewhere"}):
+        assert not me.same_process(replace(me, **change)), change
+
+
+NAMED = """
+import ctypes, time
+ctypes.CDLL(None).prctl(15, b"a) Z 9 (b", 0, 0, 0)  # PR_SET_NAME: what /proc/<pid>/stat shows
+print("named", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_process_whose_name_holds_parentheses_is_read_from_its_last_one():
+    """/proc/<pid>/stat puts the name in parentheses and the name may hold ") Z ": the
+    fields are read after the last ")", so this live process is not taken for a zombie."""
+    p = subprocess.Popen([sys.executable, "-c", NAMED], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "named\n"
+        assert "a) Z 9 (b" in Path(f"/proc/{p.pid}/stat").read_text()
+        owner = owner_of(p)
+        assert owner.start_ticks is not None
+        assert process_alive(owner, WorkerId.current())
+        assert not process_alive(replace(owner, start_ticks=owner.start_ticks + 1),
+                                 WorkerId.current())
+    finally:
+        p.kill()
+        p.wait()
+
+
+class FlakyStore:
+    """A store whose second heartbeat fails (a network blip); it counts the beats."""
+
+    def __init__(self) -> None:
+        self.calls, self.beats = 0, threading.Semaphore(0)
+
+    def get_heartbeat_interval(self) -> int:
+        return 1
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        self.calls += 1
+        self.beats.release()
+        if self.calls == 2:
+            raise ConnectionError("blip")
+
+
+def test_a_failed_heartbeat_is_retried_and_the_beats_go_on():
+    store = FlakyStore()
+    with liveness.Heartbeat(store, 7) as beat:
+        for _ in range(4):  # the first beat, the failed one, then two more
+            assert store.beats.acquire(timeout=60), f"only {store.calls} beats"
+        assert beat._thread.daemon and beat._thread.name == "heartbeat-7"
+    calls = store.calls
+    time.sleep(1.5)
+    assert store.calls == calls  # stopped: no beat after the block
