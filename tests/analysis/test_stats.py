@@ -169,6 +169,8 @@ def test_every_column_of_the_table_against_numpy_and_scipy():
             expected = SAME if row.p_adjusted >= 0.05 else (WORSE if row.difference > 0
                                                              else BETTER)
             assert row.verdict == expected
+    assert table.attrs == {"correction": "bonferroni", "alpha": 0.05, "fraction": 0.5,
+                           "baseline": "V", "metric": "test_metric", "select_by": "valid_metric"}
     verdicts = table.set_index(["task", "subset", "variant"])["verdict"]
     assert verdicts[("music", "best", "NP")] == WORSE and verdicts[("speech", "best", "NP")] == SAME
     assert verdicts[("music", "all", "NFG")] == WORSE
@@ -187,5 +189,8 @@ def test_two_trials_are_enough_to_test_and_one_p_value_is_left_as_it_is():
     with pytest.raises(ValueError, match="unknown correction 'sidak'; expected one of holm, "
                                          "bonferroni"):
         variant_tests(_frame({"V": np.ones(3)}), correction="sidak")
+    for fraction in (0, 1.5):
+        with pytest.raises(ValueError, match=rf"must lie in \(0, 1\], got {fraction}"):
+            best_fraction(_frame({"V": np.ones(3)}), fraction, "valid_metric")
     with pytest.raises(ValueError, match="Welch's test needs min_trials >= 2, got 1"):
         variant_tests(_frame({"V": np.ones(3)}), min_trials=1)
