@@ -225,3 +225,32 @@ def test_a_failed_heartbeat_is_retried_and_the_beats_go_on():
     calls = store.calls
     time.sleep(1.5)
     assert store.calls == calls  # stopped: no beat after the block
+
+
+def test_a_worker_id_round_trips_through_the_store_with_its_index():
+    assert WorkerId.current().index == 0
+    me = WorkerId.current(3)
+    assert me.index == 3 and WorkerId.from_dict(me.as_dict()) == me
+    old = {k: v for k, v in me.as_dict().items() if k != "index"}  # recorded before indices
+    assert WorkerId.from_dict(old) == replace(me, index=0)
+
+
+def test_a_stale_verdict_names_its_owner_and_says_why_in_full(sleeper):
+    me = WorkerId.current()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = owner_of(gone.pid)
+    verdict = judge_running(dead.as_dict(), 5.0, False, me, 300)
+    assert (verdict.state, verdict.owner) == ("stale", dead)
+    assert verdict.reason == (f"stale: worker {dead.host}:{dead.pid} ended while the trial "
+                              "was running (killed or crashed); replaced by a new trial")
+    remote = replace(owner_of(sleeper), host=me.host + "-elsewhere")
+    silent = judge_running(remote.as_dict(), 5.0, True, me, 300)
+    assert (silent.state, silent.owner) == ("stale", remote)
+    assert silent.reason == (f"stale: worker {remote.host}:{remote.pid} sent no heartbeat for "
+                             "longer than the grace period (its machine or process died); "
+                             "replaced by a new trial")
+    # a trial without a worker: stale only once older than the grace period
+    assert judge_running(None, 300.0, False, me, 300).state == "elsewhere"
+    assert judge_running(None, 300.5, False, me, 300).reason == (
+        "stale: running for 300 s without recording a worker")
