@@ -85,7 +85,8 @@ SCOPES = {
         ("tests/store/test_storage.py",
          SWEEP + "test_a_dead_workers_running_trial_is_replaced",
          SWEEP + "test_a_running_trial_of_a_live_worker_is_left_alone",
-         "tests/search/test_liveness_branches.py", "tests/search/test_running.py"), test_timeout=120),
+         "tests/search/test_liveness_branches.py", "tests/search/test_running.py"),
+        test_timeout=120),
     "search.delivery": Scope(
         ("odyssey/search/delivery.py", "odyssey/search/resilient.py"),
         ("tests/search/test_resilient.py"), test_timeout=120),
