@@ -117,7 +117,8 @@ def test_without_proc_the_pid_is_probed_by_signal_0(tmp_path, monkeypatch, sleep
     assert not process_alive(replace(gone_before, boot_id=None), me)
     assert judge_running(replace(gone_before, boot_id=None).as_dict(), 5.0, False, me,
                          300).state == "stale"
-    assert sleeper.poll() is None  # probed with signal 0: the process was not signalled
+    with pytest.raises(subprocess.TimeoutExpired):  # probed with signal 0: not signalled,
+        sleeper.wait(timeout=1)                     # so it sleeps on
 
 
 def test_without_proc_another_users_process_is_alive(sleeper):
