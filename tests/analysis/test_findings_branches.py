@@ -195,3 +195,15 @@ def test_each_task_is_one_line_of_evidence_and_no_task_says_so():
     assert two.verdict == "partly"
     assert all(f.verdict == "not testable" and f.evidence == "no task with trials"
                for f in hyperparameter_findings({}))
+
+
+def test_a_hyperparameter_not_searched_makes_its_claim_not_testable_saying_so():
+    two = FanovaResult(space=(SPACE[0], SPACE[1]), main_per_tree=np.tile([0.6, 0.1], (4, 1)),
+                       pair_per_tree=np.zeros((4, 1)), pairs=[(0, 1)], n_samples=100,
+                       trees=[])
+    noise = finding({"music": two}, "Input noise hurts")
+    momentum = finding({"music": two}, "Momentum matters little")
+    assert (noise.verdict, noise.evidence) == ("not testable",
+                                               "music — input_noise not searched")
+    assert (momentum.verdict, momentum.evidence) == ("not testable",
+                                                     "music — momentum not searched")
