@@ -89,13 +89,14 @@ SCOPES = {
         test_timeout=120),
     "search.delivery": Scope(
         ("odyssey/search/delivery.py", "odyssey/search/resilient.py"),
-        ("tests/search/test_resilient.py"), test_timeout=120),
+        ("tests/search/test_resilient.py", "tests/search/test_sweep_branches.py"),
+        test_timeout=120),
     "search.trial": Scope(
         ("odyssey/search/trial.py",),
-        ("tests/search/test_trial.py"), test_timeout=120),
+        ("tests/search/test_trial.py", "tests/search/test_sweep_branches.py"), test_timeout=120),
     "search.plan": Scope(
         ("odyssey/search/plan.py",),
-        ("tests/search/test_plan.py"), test_timeout=120),
+        ("tests/search/test_plan.py",), test_timeout=120),
     "search.spec": Scope(
         ("odyssey/search/spec.py",),
         (SWEEP + "test_bad_values_stop_before_any_training", "tests/search/test_plugins.py",
