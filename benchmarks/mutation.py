@@ -59,15 +59,14 @@ class Scope:
 
 
 # cheapest first: pure functions with fast tests, then the search modules by the cost of
-# their tests (sweeps on the toy task). A test file that does not exist is left out, so the
-# lists name the files other branches add too (tests/*/test_*_branches.py); "FILE::TEST"
+# their tests (sweeps on the toy task). A test file that does not exist is left out; "FILE::TEST"
 # runs one test of a file whose other tests cost much and call the module little.
 SWEEP = "tests/search/test_sweep.py::"
 SCOPES = {
     "analysis": Scope(
         ("odyssey/analysis/findings.py", "odyssey/analysis/stats.py"),
         ("tests/analysis/test_stats.py", "tests/analysis/test_findings.py",
-         "tests/analysis/test_report.py", "tests/analysis/test_findings_branches.py")),
+         "tests/analysis/test_report.py")),
     "search.progress": Scope(
         ("odyssey/search/progress.py",),
         (SWEEP + "test_one_worker_fills_every_study_and_records_the_contract",
@@ -85,7 +84,7 @@ SCOPES = {
         ("tests/store/test_storage.py",
          SWEEP + "test_a_dead_workers_running_trial_is_replaced",
          SWEEP + "test_a_running_trial_of_a_live_worker_is_left_alone",
-         "tests/search/test_liveness_branches.py", "tests/search/test_running.py"),
+         "tests/search/test_liveness.py", "tests/search/test_running.py"),
         test_timeout=120),
     "search.delivery": Scope(
         ("odyssey/search/delivery.py", "odyssey/search/resilient.py"),

@@ -29,7 +29,7 @@ import pytest
 from optuna.trial import TrialState
 
 from odyssey.store.storage import open_storage
-from tests.search.helpers import TOY_CONFIG
+from tests.search.helpers import TOY_CONFIG, running_trials
 from tests.search.pg import PASSWORD
 from tests.search.slurm import PARTITION, Cluster, wait_for
 
@@ -123,8 +123,7 @@ def _training(url: str, started_within: float | None = None) -> list[optuna.tria
     """Trials that have started training (seed recorded) and are running; with
     `started_within`, only those that started at most that many seconds ago."""
     try:
-        trials = [t for trials in _trials(url).values() for t in trials
-                  if t.state == TrialState.RUNNING and "seed" in t.user_attrs]
+        trials = running_trials([t for trials in _trials(url).values() for t in trials])
     except Exception:  # no store or study yet
         return []
     if started_within is not None:  # Optuna stamps datetime_start with the local clock
