@@ -11,6 +11,14 @@ report reads *agrees* for each variant finding, and the cost in trial-epochs per
     .venv/bin/python benchmarks/quick_budget.py --sweeps quick-music-e4n60 seeds-seed1 \\
         --epochs 2 3 4 --trials 60 80 100 --draws 40
 
+`--prefixes`: instead of pooled draws, each sweep on its own cut to its first n trials per
+cell (by trial number). A trial's hyperparameters and seed depend only on (sweep seed, study,
+trial number), so that is exactly the sweep `trials_per_variant=n` would have run: one
+real verdict per sweep and budget, no resampling.
+
+    .venv/bin/python benchmarks/quick_budget.py --prefixes --sweeps sob128-seed0 sob128-seed1 \
+        --epochs 3 --trials 80 96 112 128
+
 Draws from one pool overlap (n=120 from a pool of 360 shares a third of its trials with the
 next draw), so agreement rates at large n overstate what independent sweeps would show;
 compare budgets with each other, then check the chosen one with real sweeps
@@ -63,6 +71,31 @@ def agree_rates(pool: pd.DataFrame, n: int, draws: int, rng: np.random.Generator
     return {k: v / draws for k, v in counts.items()}
 
 
+def prefix_verdicts(frame: pd.DataFrame, n: int) -> dict[str, str]:
+    """The report's verdict per variant finding on the first n trials of each cell."""
+    first = frame[frame["trial"] < n]
+    return {name: finding.verdict for name, finding
+            in zip(FINDINGS, variant_findings(variant_tests(first)), strict=True)}
+
+
+def prefixes(args: argparse.Namespace) -> pd.DataFrame:
+    """One row per (sweep, epochs, n): each finding's verdict on the sweep's first n trials."""
+    rows = []
+    for epochs in args.epochs:
+        for sweep in args.sweeps:
+            frame = truncated(sweep, args.results_dir, epochs)
+            for n in args.trials:
+                verdicts = prefix_verdicts(frame, n)
+                rows.append({"sweep": sweep, "epochs": epochs, "trials": n, **verdicts})
+                print(f"{sweep} E={epochs} n={n}: "
+                      + ", ".join(f"{k} {v}" for k, v in verdicts.items()), flush=True)
+    table = pd.DataFrame(rows)
+    agree = (table[list(FINDINGS)] == "agrees").groupby([table["epochs"], table["trials"]])
+    print("\nsweeps whose report agrees, of", len(args.sweeps))
+    print(agree.sum().to_string())
+    return table
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sweeps", nargs="+", required=True, help="finished quick sweeps to pool")
@@ -71,7 +104,15 @@ def main() -> None:
     ap.add_argument("--trials", nargs="+", type=int, default=[60, 80, 100, 120])
     ap.add_argument("--draws", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--prefixes", action="store_true",
+                    help="each sweep's first n trials per cell, instead of pooled draws")
     args = ap.parse_args()
+    if args.prefixes:
+        out = args.results_dir / "bench" / "quick_prefixes.csv"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        prefixes(args).to_csv(out, index=False)
+        print(f"written {out}")
+        return
     rng = np.random.default_rng(args.seed)
     rows = []
     for epochs in args.epochs:

@@ -224,7 +224,8 @@ def run_worker(spec: SweepSpec, *, max_trials: int | None = None) -> WorkerRepor
                                   retry_seconds=spec.retry_seconds,
                                   timeout_seconds=spec.timeout_seconds)
     pending = pending_dir(spec.sweep_dir)
-    sampler = make_sampler(spec.sampler, spec.seed, spec.worker, spec.n_startup_trials)
+    sampler = make_sampler(spec.sampler, spec.seed, spec.worker, spec.n_startup_trials,
+                           tuple(spec.distributions))
     studies = open_studies(spec, task, storage, sampler)
     try:  # the estimate at the start, for the final table, from an earlier plan=true
         calibration = calibrate(spec, task, cached_only=True)

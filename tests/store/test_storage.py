@@ -1,4 +1,4 @@
-"""Store URLs, the seeded sampler and heartbeats."""
+"""Store URLs and heartbeats."""
 
 from __future__ import annotations
 
@@ -8,16 +8,10 @@ from optuna.storages import JournalStorage, RDBStorage
 from optuna.trial import TrialState
 
 from odyssey.search.liveness import Heartbeat, WorkerId
-from odyssey.search.sampling import TrialSeededRandomSampler, distributions, make_sampler
 from odyssey.search.sweep import fail_stale_trials
 from odyssey.store.storage import StorageURLError, open_storage, resolve_url
 from tests.search.helpers import backdate, last_heartbeat
 from tests.search.slurm import wait_for
-
-GREFF = {"hidden_size": {"type": "int", "low": 20, "high": 200, "log": True},
-         "learning_rate": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True},
-         "one_minus_momentum": {"type": "float", "low": 0.01, "high": 1.0, "log": True},
-         "input_noise": {"type": "float", "low": 0.0, "high": 1.0, "log": False}}
 
 
 def test_journal_and_sqlite_urls(tmp_path, monkeypatch):
@@ -38,48 +32,6 @@ def test_journal_and_sqlite_urls(tmp_path, monkeypatch):
 def test_bad_urls(url):
     with pytest.raises(StorageURLError):
         open_storage(url)
-
-
-def test_the_contract_distributions():
-    d = distributions(GREFF)
-    assert d["hidden_size"] == optuna.distributions.IntDistribution(20, 200, log=True)
-    assert d["learning_rate"] == optuna.distributions.FloatDistribution(1e-6, 1e-2, log=True)
-    assert d["one_minus_momentum"] == optuna.distributions.FloatDistribution(0.01, 1.0,
-                                                                             log=True)
-    assert d["input_noise"] == optuna.distributions.FloatDistribution(0.0, 1.0)
-
-
-def _points(storage, sampler, n):
-    study = optuna.create_study(storage=storage, study_name="x", sampler=sampler,
-                                load_if_exists=True)
-    dists = distributions(GREFF)
-    out = []
-    for _ in range(n):
-        t = study.ask(dists)
-        out.append(dict(t.params))
-        study.tell(t, 0.0)
-    return out
-
-
-def test_random_points_depend_only_on_trial_number(tmp_path):
-    a = _points(open_storage(f"journal://{tmp_path}/a.journal"),
-                TrialSeededRandomSampler(5), 6)
-    # a second "worker" with its own sampler object continues the same sequence
-    store = open_storage(f"journal://{tmp_path}/b.journal")
-    b = _points(store, TrialSeededRandomSampler(5), 3) + \
-        _points(store, TrialSeededRandomSampler(5), 3)
-    assert a == b
-    assert len({p["learning_rate"] for p in a}) == 6
-    c = _points(open_storage(f"journal://{tmp_path}/c.journal"),
-                TrialSeededRandomSampler(6), 6)
-    assert c != a
-    for p in a:
-        assert 20 <= p["hidden_size"] <= 200 and 1e-6 <= p["learning_rate"] <= 1e-2
-
-
-def test_tpe_is_selectable():
-    assert isinstance(make_sampler("tpe", 0), optuna.samplers.TPESampler)
-    assert isinstance(make_sampler("random", 0), optuna.samplers.RandomSampler)
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
