@@ -180,6 +180,24 @@ def test_a_trial_in_a_pack_gives_its_result_alone(toy, bitoy, task_name):
         _same(packed_results[tag], result)
 
 
+@pytest.mark.parametrize("task_name", ["toy", "bitoy"])
+def test_the_scoring_batch_size_does_not_change_a_result(toy, bitoy, task_name):
+    """train.eval_batch_size only groups the validation and test sequences (sorted by
+    length) for the fused forward kernel: every epoch's scores are the same for any value, up
+    to float32 rounding (a batch's score is summed in float32)."""
+    task = {"toy": toy, "bitoy": bitoy}[task_name]
+    hp = Hyperparameters(hidden_size=7, learning_rate=0.05, momentum=0.9, input_noise=0.1)
+    results = [train(task, variant, hp, settings(eval_batch_size=size), 3)
+               for variant in ("V", "NOAF") for size in (1, 4, 128)]
+    for first, *others in (results[:3], results[3:]):
+        for other in others:
+            assert other.best_epoch == first.best_epoch
+            for a, b in zip(other.curve, first.curve, strict=True):
+                assert a.keys() == b.keys()
+                for key, value in b.items():  # the test score is None at epochs without a gain
+                    assert a[key] == (value if value is None else pytest.approx(value, rel=1e-6))
+
+
 def test_float64_arithmetic_is_the_same_packed(toy):
     """The per-trial arithmetic does not depend on the pack in float64 either (1e-10)."""
     params, kinds, xs, lengths = [], [], [], []
