@@ -330,6 +330,8 @@ def test_quick_speech_and_handwriting_use_quick_corpora_and_greff_does_not():
         paper = {t: spec(f"task={t}", "experiment=greff") for t in ("speech", "handwriting")}
         bigger = spec("task=speech", "task.size=small")
     assert quick["music"].trials_per_variant == 80
+    assert quick["music"].sampler == "sobol"  # the paper's protocol keeps random search
+    assert {paper[t].sampler for t in paper} == {"random"}
     for task in ("speech", "handwriting"):
         assert quick[task].task_options["size"] == "quick"
         assert quick[task].trials_per_variant == 30
