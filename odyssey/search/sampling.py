@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna._transform import _SearchSpaceTransform
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
 from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 from optuna.study import Study
@@ -172,19 +173,18 @@ class TrialSeededSobolSampler(TrialSeededRandomSampler):
     def __init__(self, seed: int, names: tuple[str, ...]) -> None:
         super().__init__(seed)
         self._axes = {name: i for i, name in enumerate(names)}
-        self._points: dict[tuple[str, int], np.ndarray] = {}
+        self._last: tuple[tuple[str, int], np.ndarray] | None = None  # a trial's parameters
+        # are asked one after another: its point is computed once
 
     def _point(self, study_name: str, number: int) -> np.ndarray:
         key = (study_name, number)
-        if key not in self._points:
-            if len(self._points) > 4096:
-                self._points.clear()
+        if self._last is None or self._last[0] != key:
             engine = qmc.Sobol(len(self._axes), scramble=True,
                                rng=trial_seed(self._base_seed, study_name, 0, "sobol"))
             if number:  # SciPy's fast_forward(0) raises
                 engine.fast_forward(number)
-            self._points[key] = engine.random(1)[0]
-        return self._points[key]
+            self._last = (key, engine.random(1)[0])
+        return self._last[1]
 
     def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
@@ -197,23 +197,13 @@ class TrialSeededSobolSampler(TrialSeededRandomSampler):
 
 
 def from_unit(u: float, d: FloatDistribution | IntDistribution) -> float | int:
-    """The value at quantile `u` in [0, 1) of `d`'s uniform (or log-uniform) distribution;
-    integers as Optuna's RandomSampler draws them (each integer's share of the range)."""
-    if isinstance(d, IntDistribution):
-        step = d.step if not d.log else 1
-        if d.log:
-            lo, hi = np.log(d.low - 0.5), np.log(d.high + 0.5)
-            value = int(np.round(np.exp(lo + u * (hi - lo))))
-        else:
-            value = d.low + int(np.floor(u * ((d.high - d.low) // step + 1))) * step
-        return int(min(max(value, d.low), d.high))
-    if d.log:
-        lo, hi = np.log(d.low), np.log(d.high)
-        return float(min(max(np.exp(lo + u * (hi - lo)), d.low), d.high))
-    if d.step is not None:
-        count = int(np.floor((d.high - d.low) / d.step)) + 1
-        return float(min(d.low + np.floor(u * count) * d.step, d.high))
-    return float(d.low + u * (d.high - d.low))
+    """The value at quantile `u` in [0, 1) of `d`'s uniform (or log-uniform) distribution.
+
+    Optuna's own map from the unit interval (what its RandomSampler and QMCSampler use; a
+    private module, so a test pins its behaviour): integers, log scales and steps are drawn
+    exactly as random search draws them."""
+    value = _SearchSpaceTransform({"x": d}, transform_0_1=True).untransform(np.array([u]))["x"]
+    return int(value) if isinstance(d, IntDistribution) else float(value)
 
 
 def make_sampler(kind: str, seed: int, worker: int = 0, n_startup_trials: int = 10,
@@ -223,7 +213,7 @@ def make_sampler(kind: str, seed: int, worker: int = 0, n_startup_trials: int = 
     if kind == "random":
         return TrialSeededRandomSampler(seed)
     if kind == "sobol":
-        return TrialSeededSobolSampler(seed, tuple(names))
+        return TrialSeededSobolSampler(seed, names)
     if kind == "tpe":
         # TPE depends on the order of results, so it cannot be order-free; seed per worker
         return TPESampler(seed=(seed * 1009 + worker) & 0xFFFFFFFF,
